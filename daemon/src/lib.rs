@@ -1,0 +1,1 @@
+//! rain's binaries.

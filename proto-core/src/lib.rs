@@ -1,0 +1,35 @@
+//! rain's protocol core: every BitTorrent protocol as a pure, deterministic state machine.
+//!
+//! Nothing in this crate touches the world. There are no sockets, files, threads or clocks, and
+//! no ambient randomness: time arrives as an [`time::Instant`] argument, randomness comes from a
+//! [`rng::Rng`] seeded by whoever builds the machine, and every effect is returned to the caller
+//! as data. The same inputs therefore always produce the same outputs, which is what lets rain
+//! replay a whole swarm from a seed.
+//!
+//! The vocabulary is the same for every machine (DESIGN.md §2):
+//! - inputs are `handle_*(now, …)` methods;
+//! - outputs are drained after every input with `poll_action()`, `poll_event()` and
+//!   `poll_timeout()` until they return `None`;
+//! - decoders return [`Decode`]: complete (value and bytes used), incomplete, or invalid.
+//!
+//! Modules present so far:
+//! - [`bencode`]: zero-copy decoder with limits, canonical encoder;
+//! - [`metainfo`]: `.torrent` reading, validation, safe file paths, creation;
+//! - [`magnet`]: BEP 9 magnet links, parse and format;
+//! - [`hash`]: info-hashes and SHA-1 helpers.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod bencode;
+mod decode;
+pub mod hash;
+pub mod magnet;
+pub mod metainfo;
+pub mod rng;
+pub mod time;
+
+#[cfg(any(test, feature = "test-util"))]
+pub mod fuzz;
+
+pub use decode::Decode;
+pub use hash::InfoHash;
