@@ -1,1 +1,9 @@
-//! rain's binaries.
+//! rain's binaries: the `rain` command line (and, with the daemon issue, `raind`).
+//!
+//! The command line lives in the library so tests drive exactly the code users run.
+
+pub mod cli;
+mod expand;
+mod torrent_tools;
+
+pub use expand::expand_env;
