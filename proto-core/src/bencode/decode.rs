@@ -206,23 +206,19 @@ impl<'a, 'l> Decoder<'a, 'l> {
                 return Err(self.err(ErrorKind::KeyNotString));
             }
             let key = self.string()?;
-            if self.limits.strict {
-                if let Some((prev, _)) = entries.last() {
-                    match (*prev).cmp(key) {
-                        std::cmp::Ordering::Less => {}
-                        std::cmp::Ordering::Equal => {
-                            return Err(Error {
-                                kind: ErrorKind::DuplicateKey,
-                                offset: key_at,
-                            });
-                        }
-                        std::cmp::Ordering::Greater => {
-                            return Err(Error {
-                                kind: ErrorKind::UnsortedKeys,
-                                offset: key_at,
-                            });
-                        }
-                    }
+            if self.limits.strict
+                && let Some((prev, _)) = entries.last()
+            {
+                let kind = match (*prev).cmp(key) {
+                    std::cmp::Ordering::Less => None,
+                    std::cmp::Ordering::Equal => Some(ErrorKind::DuplicateKey),
+                    std::cmp::Ordering::Greater => Some(ErrorKind::UnsortedKeys),
+                };
+                if let Some(kind) = kind {
+                    return Err(Error {
+                        kind,
+                        offset: key_at,
+                    });
                 }
             }
             let value = self.value(depth + 1)?;

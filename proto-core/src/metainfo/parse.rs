@@ -95,14 +95,15 @@ impl Info {
             Some(raw) => sanitize_component(raw)?.unwrap_or_else(|| info_hash.to_hex()),
             None => info_hash.to_hex(),
         };
-        let (multi_file, mut files) = match v.get(b"files") {
-            Some(list) => (true, multi_files(list)?),
-            None => {
-                let length = file_length(v.get(b"length").ok_or(Error::Missing("length"))?)?;
-                let attr = v.get(b"attr").and_then(Value::as_str).unwrap_or("");
-                let f = file_entry(vec![name.clone()], length, attr, false);
-                (false, vec![f])
-            }
+        let (multi_file, mut files) = if let Some(list) = v.get(b"files") {
+            (true, multi_files(list)?)
+        } else {
+            let length = file_length(v.get(b"length").ok_or(Error::Missing("length"))?)?;
+            let attr = v.get(b"attr").and_then(Value::as_str).unwrap_or("");
+            (
+                false,
+                vec![file_entry(vec![name.clone()], length, attr, false)],
+            )
         };
         let mut offset = 0u64;
         for f in &mut files {
