@@ -25,6 +25,8 @@ pub struct Cli {
 }
 
 /// Top-level commands.
+// Parsed once per run: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Offline tools for .torrent files.

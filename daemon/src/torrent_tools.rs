@@ -63,18 +63,18 @@ pub fn show(path: &Path, out: &mut dyn Write) -> Result<(), CliError> {
     let data = read_torrent(path)?;
     let root = decode_root(path, &data)?;
     let mut json = to_json(&root);
-    if let Some(Json::Object(info)) = json.get_mut("info") {
-        if let Some(Json::String(_)) = info.get("pieces") {
-            let n = root
-                .get(b"info")
-                .and_then(|i| i.get(b"pieces"))
-                .and_then(Value::as_bytes)
-                .map_or(0, <[u8]>::len);
-            info.insert(
-                "pieces".into(),
-                Json::String(format!("<<< {n} bytes of data >>>")),
-            );
-        }
+    if let Some(Json::Object(info)) = json.get_mut("info")
+        && let Some(Json::String(_)) = info.get("pieces")
+    {
+        let n = root
+            .get(b"info")
+            .and_then(|i| i.get(b"pieces"))
+            .and_then(Value::as_bytes)
+            .map_or(0, <[u8]>::len);
+        info.insert(
+            "pieces".into(),
+            Json::String(format!("<<< {n} bytes of data >>>")),
+        );
     }
     let text = serde_json::to_string_pretty(&json).map_err(failed)?;
     write_out(out, &format!("{text}\n"))

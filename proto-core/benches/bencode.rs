@@ -10,7 +10,7 @@ use rain_proto::metainfo::{self, TorrentSpec};
 fn large_torrent() -> Vec<u8> {
     let piece_length = 256 * 1024u32;
     let pieces = 50_000usize;
-    let total = piece_length as u64 * pieces as u64;
+    let total = u64::from(piece_length) * pieces as u64;
     let files = 2_000u64;
     let per_file = total / files;
     let spec = TorrentSpec {

@@ -16,17 +16,25 @@
 //! - [`bencode`]: zero-copy decoder with limits, canonical encoder;
 //! - [`metainfo`]: `.torrent` reading, validation, safe file paths, creation;
 //! - [`magnet`]: BEP 9 magnet links, parse and format;
-//! - [`hash`]: info-hashes and SHA-1 helpers.
+//! - [`hash`]: info-hashes and SHA-1 helpers;
+//! - [`tracker`]: HTTP and UDP tracker protocols and the BEP 12 announcer;
+//! - [`wire`]: peer handshake, BEP 3/6/10 message framing, peer ids, allowed-fast sets;
+//! - [`mse`]: Message Stream Encryption handshake machines, RC4, encryption policy;
+//! - [`extension`]: BEP 10 extension handshake, ut_metadata, ut_pex.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod bencode;
 mod decode;
+pub mod extension;
 pub mod hash;
 pub mod magnet;
 pub mod metainfo;
+pub mod mse;
 pub mod rng;
 pub mod time;
+pub mod tracker;
+pub mod wire;
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod fuzz;

@@ -6,11 +6,22 @@ use std::path::Path;
 
 use rain_proto::fuzz;
 
+/// A fuzz body: raw bytes in, a panic on a broken invariant.
+type Body = fn(&[u8]);
+
 /// Every cargo-fuzz target and its body. A corpus folder with no entry here fails the test.
-const TARGETS: &[(&str, fn(&[u8]))] = &[
+const TARGETS: &[(&str, Body)] = &[
     ("bencode_decode", fuzz::torrent::bencode_decode),
     ("metainfo_parse", fuzz::torrent::metainfo_parse),
     ("magnet_parse", fuzz::torrent::magnet_parse),
+    ("peer_handshake", fuzz::wire::handshake),
+    ("wire_message", fuzz::wire::message),
+    ("ext_handshake", fuzz::extension::ext_handshake),
+    ("ut_metadata", fuzz::extension::ut_metadata),
+    ("ut_pex", fuzz::extension::ut_pex),
+    ("mse_initiator", fuzz::mse::mse_initiator),
+    ("mse_receiver", fuzz::mse::mse_receiver),
+    ("mse_pair", fuzz::mse::mse_pair),
 ];
 
 #[test]

@@ -137,8 +137,10 @@ fn transmission_create_info_hash_matches_rain() {
                 .strip_prefix("Hash v1:")
                 .or_else(|| l.trim().strip_prefix("Hash:"))
         })
-        .map(|h| h.trim().to_lowercase())
-        .unwrap_or_else(|| panic!("no hash in transmission-show output:\n{shown}"));
+        .map_or_else(
+            || panic!("no hash in transmission-show output:\n{shown}"),
+            |h| h.trim().to_lowercase(),
+        );
     assert_eq!(rain_infohash(&theirs), reported);
     let m = Metainfo::from_bytes(&std::fs::read(&theirs).unwrap(), &Limits::default()).unwrap();
     assert_eq!(m.info.total_length, 470_006);
