@@ -16,6 +16,7 @@
 //! - [`bencode`]: zero-copy decoder with limits, canonical encoder;
 //! - [`metainfo`]: `.torrent` reading, validation, safe file paths, creation;
 //! - [`magnet`]: BEP 9 magnet links, parse and format;
+//! - [`dht`]: Mainline DHT node (BEP 5/32/42/43): KRPC, routing, lookups, tokens, peer store;
 //! - [`hash`]: info-hashes and SHA-1 helpers;
 //! - [`tracker`]: HTTP and UDP tracker protocols and the BEP 12 announcer;
 //! - [`wire`]: peer handshake, BEP 3/6/10 message framing, peer ids, allowed-fast sets;
@@ -26,6 +27,7 @@
 
 pub mod bencode;
 mod decode;
+pub mod dht;
 pub mod extension;
 pub mod hash;
 pub mod magnet;

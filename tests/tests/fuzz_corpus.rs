@@ -22,6 +22,7 @@ const TARGETS: &[(&str, Body)] = &[
     ("mse_initiator", fuzz::mse::mse_initiator),
     ("mse_receiver", fuzz::mse::mse_receiver),
     ("mse_pair", fuzz::mse::mse_pair),
+    ("dht_krpc", fuzz::dht::krpc),
 ];
 
 #[test]

@@ -3,6 +3,7 @@
 //! They live here, not in the fuzz crate, so that normal builds compile them and the tests
 //! replay the committed corpus through them (DESIGN.md §4).
 
+pub mod dht;
 pub mod extension;
 pub mod mse;
 pub mod torrent;

@@ -1,0 +1,428 @@
+//! Tests of the [`Dht`] machine through its public inputs and outputs.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::krpc::{Body, ErrorCode, ErrorMessage, Message, Query, Response, Want};
+use super::sim::{Sim, SimConfig, node_addr};
+use super::{Dht, DhtConfig, DhtError, DhtEvent, NodeId};
+use crate::InfoHash;
+use crate::rng::Seed;
+use crate::time::Instant;
+
+const T0: Instant = Instant::ZERO;
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn query_msg(tid: &[u8], id: NodeId, query: Query) -> Message {
+    Message {
+        tid: tid.to_vec(),
+        version: None,
+        read_only: false,
+        ip: None,
+        body: Body::Query {
+            id,
+            query,
+            want: Want::default(),
+        },
+    }
+}
+
+/// Feeds `msg` from `from` and returns the decoded replies sent back to `from`.
+fn ask(dht: &mut Dht, now: Instant, from: SocketAddr, msg: &Message) -> Vec<Message> {
+    dht.handle_datagram(now, from, &msg.to_bytes());
+    let mut out = Vec::new();
+    while let Some(t) = dht.poll_transmit() {
+        let m = Message::decode(&t.data).unwrap();
+        // Skip our own verification pings.
+        if t.to == from && !matches!(m.body, Body::Query { .. }) {
+            out.push(m);
+        }
+    }
+    out
+}
+
+fn response(m: &Message) -> &Response {
+    match &m.body {
+        Body::Response(r) => r,
+        other => panic!("not a response: {other:?}"),
+    }
+}
+
+#[test]
+fn answers_ping_and_find_node_and_reports_the_source_address() {
+    let mut dht = Dht::new(DhtConfig::default(), Seed::from_u64(1), T0);
+    let from = addr("10.0.0.2:1234");
+    let replies = ask(
+        &mut dht,
+        T0,
+        from,
+        &query_msg(b"p1", NodeId([1; 20]), Query::Ping),
+    );
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].tid, b"p1");
+    assert_eq!(replies[0].ip, Some(from));
+    assert_eq!(response(&replies[0]).id, dht.id());
+    // The querier went into the table and gets pinged to verify it.
+    assert_eq!(dht.routing_table().len(), 1);
+    assert_eq!(dht.stats().in_flight, 1);
+    assert!(dht.poll_timeout().is_some());
+}
+
+#[test]
+fn idle_node_has_no_deadline_and_queries_time_out() {
+    let mut dht = Dht::new(DhtConfig::default(), Seed::from_u64(2), T0);
+    assert_eq!(dht.poll_timeout(), None);
+    dht.add_node(T0, addr("10.0.0.9:6881"));
+    let t = dht.poll_transmit().unwrap();
+    let Body::Query { query, .. } = Message::decode(&t.data).unwrap().body else {
+        panic!()
+    };
+    assert_eq!(query, Query::Ping);
+    let deadline = dht.poll_timeout().unwrap();
+    assert_eq!(deadline, T0 + Duration::from_secs(2));
+    dht.handle_timeout(deadline);
+    assert_eq!(dht.stats().in_flight, 0);
+    assert_eq!(dht.poll_timeout(), None);
+}
+
+#[test]
+fn tokens_gate_announces_and_peers_are_served() {
+    let mut dht = Dht::new(DhtConfig::default(), Seed::from_u64(3), T0);
+    let peer = addr("10.0.0.7:7000");
+    let ih = InfoHash([5; 20]);
+    let id = NodeId([7; 20]);
+    let r = ask(
+        &mut dht,
+        T0,
+        peer,
+        &query_msg(b"g1", id, Query::GetPeers { info_hash: ih }),
+    );
+    let token = response(&r[0]).token.clone().unwrap();
+    assert!(response(&r[0]).values.is_empty());
+
+    // A wrong token is refused with error 203.
+    let bad = Query::AnnouncePeer {
+        info_hash: ih,
+        port: 51413,
+        implied_port: false,
+        token: b"nope".to_vec(),
+    };
+    let r = ask(&mut dht, T0, peer, &query_msg(b"a1", id, bad));
+    assert!(matches!(
+        r[0].body,
+        Body::Error(ErrorMessage {
+            code: ErrorCode::Protocol,
+            ..
+        })
+    ));
+    // The right one stores the peer; with implied_port its UDP port is used.
+    let good = Query::AnnouncePeer {
+        info_hash: ih,
+        port: 51413,
+        implied_port: true,
+        token: token.clone(),
+    };
+    let r = ask(&mut dht, T0, peer, &query_msg(b"a2", id, good));
+    assert!(matches!(r[0].body, Body::Response(_)));
+    assert_eq!(dht.stats().stored_info_hashes, 1);
+    // Another address cannot use that token.
+    let other = addr("10.0.0.8:7000");
+    let stolen = Query::AnnouncePeer {
+        info_hash: ih,
+        port: 1,
+        implied_port: false,
+        token,
+    };
+    let r = ask(
+        &mut dht,
+        T0,
+        other,
+        &query_msg(b"a3", NodeId([8; 20]), stolen),
+    );
+    assert!(matches!(r[0].body, Body::Error(_)));
+
+    let asker = addr("10.0.0.9:1");
+    let r = ask(
+        &mut dht,
+        T0,
+        asker,
+        &query_msg(b"g2", NodeId([9; 20]), Query::GetPeers { info_hash: ih }),
+    );
+    assert_eq!(response(&r[0]).values, vec![peer]);
+    // Peers expire after 30 minutes.
+    let later = T0 + Duration::from_mins(31);
+    let r = ask(
+        &mut dht,
+        later,
+        asker,
+        &query_msg(b"g3", NodeId([9; 20]), Query::GetPeers { info_hash: ih }),
+    );
+    assert!(response(&r[0]).values.is_empty());
+}
+
+#[test]
+fn malformed_queries_get_krpc_errors_and_garbage_gets_nothing() {
+    let mut dht = Dht::new(DhtConfig::default(), Seed::from_u64(4), T0);
+    let from = addr("10.0.0.2:1234");
+    dht.handle_datagram(
+        T0,
+        from,
+        b"d1:ad2:id20:abcdefghij0123456789e1:q4:fooo1:t2:aa1:y1:qe",
+    );
+    let m = Message::decode(&dht.poll_transmit().unwrap().data).unwrap();
+    assert!(matches!(
+        m.body,
+        Body::Error(ErrorMessage {
+            code: ErrorCode::MethodUnknown,
+            ..
+        })
+    ));
+    dht.handle_datagram(T0, from, b"d1:ad2:id3:abce1:q4:ping1:t2:bb1:y1:qe");
+    let m = Message::decode(&dht.poll_transmit().unwrap().data).unwrap();
+    assert!(matches!(
+        m.body,
+        Body::Error(ErrorMessage {
+            code: ErrorCode::Protocol,
+            ..
+        })
+    ));
+    dht.handle_datagram(T0, from, b"\xff\x00garbage");
+    // An unsolicited response is ignored.
+    let stray = Message {
+        tid: b"zz".to_vec(),
+        version: None,
+        read_only: false,
+        ip: None,
+        body: Body::Response(Response {
+            id: NodeId([3; 20]),
+            ..Response::default()
+        }),
+    };
+    dht.handle_datagram(T0, from, &stray.to_bytes());
+    assert!(dht.poll_transmit().is_none());
+    assert_eq!(dht.stats().malformed, 3);
+    assert_eq!(dht.stats().unexpected, 1);
+    assert_eq!(dht.routing_table().len(), 0);
+}
+
+#[test]
+fn per_source_and_global_rate_limits() {
+    let mut dht = Dht::new(DhtConfig::default(), Seed::from_u64(5), T0);
+    let from = addr("10.0.0.2:1234");
+    let mut replies = 0;
+    for i in 0..80u16 {
+        replies += ask(
+            &mut dht,
+            T0,
+            from,
+            &query_msg(&i.to_be_bytes(), NodeId([1; 20]), Query::Ping),
+        )
+        .len();
+    }
+    assert_eq!(replies, 50, "50 packets per minute per source");
+    let mut replies = 0;
+    for i in 0..300u32 {
+        let from = SocketAddr::new(std::net::Ipv4Addr::from(0x0b00_0000 + i).into(), 1);
+        replies += ask(
+            &mut dht,
+            T0,
+            from,
+            &query_msg(b"x", NodeId([2; 20]), Query::Ping),
+        )
+        .len();
+    }
+    assert!(replies <= 100, "{replies}");
+    assert!(dht.stats().rate_limited >= 230);
+}
+
+#[test]
+fn replies_to_unverified_sources_are_not_amplified() {
+    let cfg = DhtConfig {
+        max_packets_per_minute_per_source: 0,
+        max_packets_per_second: 0,
+        ..DhtConfig::default()
+    };
+    let mut dht = Dht::new(cfg, Seed::from_u64(6), T0);
+    let ih = InfoHash([1; 20]);
+    // 50 peers announce.
+    for i in 0..50u32 {
+        let from = SocketAddr::new(std::net::Ipv4Addr::from(0x0a00_1000 + i).into(), 6881);
+        let id = NodeId([i as u8; 20]);
+        let r = ask(
+            &mut dht,
+            T0,
+            from,
+            &query_msg(b"g", id, Query::GetPeers { info_hash: ih }),
+        );
+        let token = response(&r[0]).token.clone().unwrap();
+        let q = Query::AnnouncePeer {
+            info_hash: ih,
+            port: 6881,
+            implied_port: false,
+            token,
+        };
+        ask(&mut dht, T0, from, &query_msg(b"a", id, q));
+    }
+    let spoofed = addr("192.0.2.1:80");
+    let q = query_msg(b"g", NodeId([0xee; 20]), Query::GetPeers { info_hash: ih });
+    let len = q.to_bytes().len();
+    dht.handle_datagram(T0, spoofed, &q.to_bytes());
+    let mut sent = 0;
+    while let Some(t) = dht.poll_transmit() {
+        let m = Message::decode(&t.data).unwrap();
+        if t.to == spoofed && !matches!(m.body, Body::Query { .. }) {
+            sent += t.data.len();
+            assert!(
+                !response(&m).values.is_empty(),
+                "still useful, just trimmed"
+            );
+        }
+    }
+    assert!(
+        sent > 0 && sent <= 3 * len,
+        "{sent} bytes for a {len}-byte query"
+    );
+    assert!(dht.stats().trimmed_replies >= 1);
+}
+
+#[test]
+fn read_only_nodes_answer_nothing_and_are_not_added() {
+    let cfg = DhtConfig {
+        read_only: true,
+        ..DhtConfig::default()
+    };
+    let mut ro = Dht::new(cfg, Seed::from_u64(7), T0);
+    let from = addr("10.0.0.2:1234");
+    assert!(
+        ask(
+            &mut ro,
+            T0,
+            from,
+            &query_msg(b"p", NodeId([1; 20]), Query::Ping)
+        )
+        .is_empty()
+    );
+    ro.add_node(T0, from);
+    let t = ro.poll_transmit().unwrap();
+    let m = Message::decode(&t.data).unwrap();
+    assert!(m.read_only, "queries carry ro=1");
+
+    let mut normal = Dht::new(DhtConfig::default(), Seed::from_u64(8), T0);
+    normal.handle_datagram(T0, addr("10.0.0.3:1"), &t.data);
+    assert!(
+        normal.poll_transmit().is_some(),
+        "a read-only node's query is answered"
+    );
+    assert_eq!(normal.routing_table().len(), 0, "but it is not added");
+}
+
+#[test]
+fn external_ip_gives_a_bep42_id() {
+    let mut dht = Dht::new(DhtConfig::default(), Seed::from_u64(9), T0);
+    let ip = "203.0.113.5".parse().unwrap();
+    assert!(!dht.id().is_secure_for(ip));
+    dht.set_external_ip(T0, ip);
+    assert!(dht.id().is_secure_for(ip));
+    assert_eq!(dht.poll_event(), Some(DhtEvent::IdChanged { id: dht.id() }));
+    let id = dht.id();
+    dht.set_external_ip(T0, ip);
+    assert_eq!(dht.id(), id, "unchanged when already secure");
+
+    let cfg = DhtConfig {
+        external_ip: Some(ip),
+        ..DhtConfig::default()
+    };
+    assert!(Dht::new(cfg, Seed::from_u64(1), T0).id().is_secure_for(ip));
+}
+
+#[test]
+fn routing_table_export_and_import() {
+    let mut sim = Sim::new(SimConfig {
+        nodes: 40,
+        seed: 2,
+        ..SimConfig::default()
+    });
+    sim.run_for(Duration::from_secs(30));
+    let node = &sim.nodes()[10].dht;
+    let saved = node.export_nodes();
+    let mut fresh = Dht::new(DhtConfig::default(), Seed::from_u64(99), T0);
+    let added = fresh.import_nodes(T0, &saved).unwrap();
+    assert!(added >= 8, "{added}");
+    assert_eq!(fresh.id(), node.id(), "the saved id is taken back");
+    assert_eq!(
+        fresh.import_nodes(T0, b"garbage"),
+        Err(DhtError::InvalidNodeList)
+    );
+    assert_eq!(
+        fresh.import_nodes(T0, b"d2:id20:abcdefghij01234567895:nodes3:abce"),
+        Err(DhtError::InvalidNodeList)
+    );
+    // The imported nodes seed the next bootstrap, with no bootstrap address at all.
+    fresh.bootstrap(T0, &[]);
+    assert!(fresh.poll_transmit().is_some());
+}
+
+#[test]
+fn lookups_beyond_the_limit_queue_then_refuse() {
+    let cfg = DhtConfig {
+        max_lookups: 1,
+        max_pending_lookups: 1,
+        ..DhtConfig::default()
+    };
+    let mut dht = Dht::new(cfg, Seed::from_u64(10), T0);
+    dht.add_node(T0, node_addr(1));
+    // With an empty table a lookup finishes at once.
+    let l = dht.get_peers(T0, InfoHash([1; 20]), None).unwrap();
+    assert!(
+        matches!(dht.poll_event(), Some(DhtEvent::LookupDone { lookup, peers: 0, .. }) if lookup == l)
+    );
+    // Give it a node so lookups stay running.
+    let mut sim = Sim::new(SimConfig {
+        nodes: 20,
+        seed: 3,
+        ..SimConfig::default()
+    });
+    sim.run_for(Duration::from_secs(10));
+    dht.import_nodes(T0, &sim.nodes()[3].dht.export_nodes())
+        .unwrap();
+    assert!(dht.get_peers(T0, InfoHash([2; 20]), None).is_ok());
+    assert!(dht.get_peers(T0, InfoHash([3; 20]), None).is_ok());
+    assert_eq!(dht.stats().pending_lookups, 1);
+    assert_eq!(
+        dht.get_peers(T0, InfoHash([4; 20]), None),
+        Err(DhtError::TooManyLookups)
+    );
+}
+
+#[test]
+fn ipv6_nodes_go_to_their_own_table() {
+    let cfg = DhtConfig {
+        ipv6: true,
+        ..DhtConfig::default()
+    };
+    let mut dht = Dht::new(cfg, Seed::from_u64(11), T0);
+    let v6 = addr("[fd00::2]:6881");
+    let r = ask(
+        &mut dht,
+        T0,
+        v6,
+        &query_msg(b"p", NodeId([1; 20]), Query::Ping),
+    );
+    assert_eq!(r.len(), 1);
+    assert_eq!(dht.routing_table6().unwrap().len(), 1);
+    assert_eq!(dht.routing_table().len(), 0);
+    // Without IPv6, v6 datagrams are ignored.
+    let mut v4only = Dht::new(DhtConfig::default(), Seed::from_u64(12), T0);
+    assert!(
+        ask(
+            &mut v4only,
+            T0,
+            v6,
+            &query_msg(b"p", NodeId([1; 20]), Query::Ping)
+        )
+        .is_empty()
+    );
+}
