@@ -19,13 +19,23 @@
 //! - [`dht`]: Mainline DHT node (BEP 5/32/42/43): KRPC, routing, lookups, tokens, peer store;
 //! - [`hash`]: info-hashes and SHA-1 helpers;
 //! - [`tracker`]: HTTP and UDP tracker protocols and the BEP 12 announcer;
+//! - [`bitfield`]: compact piece bitfields, BEP 3 wire bytes;
+//! - [`picker`]: piece picker (rarest first, endgame, priorities, sequential);
+//! - [`blocklist`]: IP range blocklist (CIDR and P2P lines), binary-search lookup;
+//! - [`address_book`]: per-torrent peer addresses, BEP 40 dial order, backoff, bans;
+//! - [`choker`]: upload slots (regular by rate, optimistic rotation);
+//! - [`speed`]: 1-minute EWMA rate meters;
 //! - [`wire`]: peer handshake, BEP 3/6/10 message framing, peer ids, allowed-fast sets;
 //! - [`mse`]: Message Stream Encryption handshake machines, RC4, encryption policy;
 //! - [`extension`]: BEP 10 extension handshake, ut_metadata, ut_pex.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod address_book;
 pub mod bencode;
+pub mod bitfield;
+pub mod blocklist;
+pub mod choker;
 mod decode;
 pub mod dht;
 pub mod extension;
@@ -33,7 +43,9 @@ pub mod hash;
 pub mod magnet;
 pub mod metainfo;
 pub mod mse;
+pub mod picker;
 pub mod rng;
+pub mod speed;
 pub mod time;
 pub mod tracker;
 pub mod wire;
