@@ -23,6 +23,8 @@ const TARGETS: &[(&str, Body)] = &[
     ("mse_receiver", fuzz::mse::mse_receiver),
     ("mse_pair", fuzz::mse::mse_pair),
     ("dht_krpc", fuzz::dht::krpc),
+    ("http_tracker", fuzz::tracker::http_tracker),
+    ("udp_tracker", fuzz::tracker::udp_tracker),
 ];
 
 #[test]

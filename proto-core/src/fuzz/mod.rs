@@ -7,4 +7,5 @@ pub mod dht;
 pub mod extension;
 pub mod mse;
 pub mod torrent;
+pub mod tracker;
 pub mod wire;
