@@ -228,41 +228,52 @@ impl<'a, 'l> Decoder<'a, 'l> {
         Ok(Dict { entries })
     }
 
-    /// Parses the digits of an integer after `i`, through the closing `e`.
+    /// Parses decimal digits up to `end`, which is consumed. Leading zeros are refused; a
+    /// value past `u64` is `overflow`. Returns the value and whether any digit was seen.
+    fn digits(&mut self, end: u8, overflow: ErrorKind) -> Result<(u64, bool), Error> {
+        let start = self.pos;
+        let mut value: u64 = 0;
+        loop {
+            match self.peek()? {
+                b if b == end => break,
+                b @ b'0'..=b'9' => {
+                    if self.pos > start && self.input[start] == b'0' {
+                        return Err(Error {
+                            kind: ErrorKind::LeadingZero,
+                            offset: start,
+                        });
+                    }
+                    value = value
+                        .checked_mul(10)
+                        .and_then(|v| v.checked_add(u64::from(b - b'0')))
+                        .ok_or(Error {
+                            kind: overflow,
+                            offset: start,
+                        })?;
+                    self.pos += 1;
+                }
+                other => return Err(self.err(ErrorKind::UnexpectedByte(other))),
+            }
+        }
+        let any = self.pos > start;
+        self.pos += 1; // `end`
+        Ok((value, any))
+    }
+
+    /// Parses an integer after `i`, through the closing `e`.
     fn integer(&mut self) -> Result<i64, Error> {
         let negative = self.peek()? == b'-';
         if negative {
             self.pos += 1;
         }
         let digits_at = self.pos;
-        let mut magnitude: u64 = 0;
-        loop {
-            let b = self.peek()?;
-            match b {
-                b'0'..=b'9' => {
-                    if self.pos > digits_at && self.input[digits_at] == b'0' {
-                        return Err(Error {
-                            kind: ErrorKind::LeadingZero,
-                            offset: digits_at,
-                        });
-                    }
-                    magnitude = magnitude
-                        .checked_mul(10)
-                        .and_then(|m| m.checked_add(u64::from(b - b'0')))
-                        .ok_or(Error {
-                            kind: ErrorKind::IntegerOverflow,
-                            offset: digits_at,
-                        })?;
-                    self.pos += 1;
-                }
-                b'e' => break,
-                other => return Err(self.err(ErrorKind::UnexpectedByte(other))),
-            }
+        let (magnitude, any) = self.digits(b'e', ErrorKind::IntegerOverflow)?;
+        if !any {
+            return Err(Error {
+                kind: ErrorKind::EmptyInteger,
+                offset: digits_at,
+            });
         }
-        if self.pos == digits_at {
-            return Err(self.err(ErrorKind::EmptyInteger));
-        }
-        self.pos += 1; // 'e'
         let overflow = Error {
             kind: ErrorKind::IntegerOverflow,
             offset: digits_at,
@@ -286,38 +297,14 @@ impl<'a, 'l> Decoder<'a, 'l> {
     /// Parses `<len>:<bytes>`, checking the length against the remaining input first.
     fn string(&mut self) -> Result<&'a [u8], Error> {
         let len_at = self.pos;
-        let mut len: usize = 0;
-        loop {
-            let b = self.peek()?;
-            match b {
-                b'0'..=b'9' => {
-                    if self.pos > len_at && self.input[len_at] == b'0' {
-                        return Err(Error {
-                            kind: ErrorKind::LeadingZero,
-                            offset: len_at,
-                        });
-                    }
-                    len = len
-                        .checked_mul(10)
-                        .and_then(|l| l.checked_add(usize::from(b - b'0')))
-                        .ok_or(Error {
-                            kind: ErrorKind::StringTooLong,
-                            offset: len_at,
-                        })?;
-                    self.pos += 1;
-                }
-                b':' => break,
-                other => return Err(self.err(ErrorKind::UnexpectedByte(other))),
-            }
-        }
-        self.pos += 1; // ':'
+        let (len, _) = self.digits(b':', ErrorKind::StringTooLong)?;
         let remaining = self.input.len() - self.pos;
-        if len > remaining {
+        let Some(len) = usize::try_from(len).ok().filter(|l| *l <= remaining) else {
             return Err(Error {
                 kind: ErrorKind::StringTooLong,
                 offset: len_at,
             });
-        }
+        };
         let s = &self.input[self.pos..self.pos + len];
         self.pos += len;
         Ok(s)

@@ -91,6 +91,20 @@ fn decode_reply(body: &[u8]) -> Result<Value<'_>, TrackerError> {
     Ok(value)
 }
 
+/// The reply's dictionary. A bencoded body is honoured whatever the HTTP status (rain's rule);
+/// otherwise a non-200 status is the error. `failure reason` becomes [`TrackerError::Refused`].
+fn reply_dict(status: u16, body: &[u8]) -> Result<Value<'_>, TrackerError> {
+    let v = match decode_reply(body) {
+        Ok(v) => v,
+        Err(_) if status != 200 => return Err(TrackerError::HttpStatus(status)),
+        Err(e) => return Err(e),
+    };
+    match refusal(&v) {
+        Some(refused) => Err(refused),
+        None => Ok(v),
+    }
+}
+
 fn text(v: &Value<'_>, key: &[u8]) -> Option<String> {
     v.get(key)
         .and_then(Value::as_bytes)
@@ -123,17 +137,9 @@ fn refusal(v: &Value<'_>) -> Option<TrackerError> {
     })
 }
 
-/// Parses an announce reply body. `status` is the HTTP status: a bencoded body is honoured
-/// whatever the status (rain's rule); otherwise a non-200 status is the error.
+/// Parses an announce reply body; `status` is the HTTP status.
 pub fn parse_announce(status: u16, body: &[u8]) -> Result<AnnounceReply, TrackerError> {
-    let v = match decode_reply(body) {
-        Ok(v) => v,
-        Err(_) if status != 200 => return Err(TrackerError::HttpStatus(status)),
-        Err(e) => return Err(e),
-    };
-    if let Some(refused) = refusal(&v) {
-        return Err(refused);
-    }
+    let v = reply_dict(status, body)?;
     let mut peers = Vec::new();
     match v.get(b"peers") {
         Some(p) if p.as_bytes().is_some() => {
@@ -195,14 +201,7 @@ pub fn parse_scrape(
     body: &[u8],
     info_hash: &InfoHash,
 ) -> Result<ScrapeStats, TrackerError> {
-    let v = match decode_reply(body) {
-        Ok(v) => v,
-        Err(_) if status != 200 => return Err(TrackerError::HttpStatus(status)),
-        Err(e) => return Err(e),
-    };
-    if let Some(refused) = refusal(&v) {
-        return Err(refused);
-    }
+    let v = reply_dict(status, body)?;
     let entry = v
         .get(b"files")
         .and_then(|f| f.get(&info_hash.0))
