@@ -3,6 +3,7 @@
 //! The command line lives in the library so tests drive exactly the code users run.
 
 pub mod cli;
+pub mod config;
 mod expand;
 mod torrent_tools;
 
