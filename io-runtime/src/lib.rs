@@ -1,6 +1,10 @@
 //! rain's runtime: the only place that touches the world (DESIGN.md §3).
 //!
-//! So far it holds the file-system side of torrent creation ([`create`]); the tokio driver,
-//! storage, fast resume and the `Session` API arrive with the runtime issue.
+//! So far it holds the file-system side of torrent creation ([`create`]), torrent data storage
+//! ([`storage`]), verification of existing data ([`verify`]) and the fast-resume database
+//! ([`resume`]); the tokio driver and the `Session` API arrive with the runtime issue.
 
 pub mod create;
+pub mod resume;
+pub mod storage;
+pub mod verify;
