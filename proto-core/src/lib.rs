@@ -27,7 +27,8 @@
 //! - [`speed`]: 1-minute EWMA rate meters;
 //! - [`wire`]: peer handshake, BEP 3/6/10 message framing, peer ids, allowed-fast sets;
 //! - [`mse`]: Message Stream Encryption handshake machines, RC4, encryption policy;
-//! - [`extension`]: BEP 10 extension handshake, ut_metadata, ut_pex.
+//! - [`extension`]: BEP 10 extension handshake, ut_metadata, ut_pex;
+//! - [`torrent`]: the `Torrent` machine (one torrent's swarm logic) and its swarm harness.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -47,6 +48,7 @@ pub mod picker;
 pub mod rng;
 pub mod speed;
 pub mod time;
+pub mod torrent;
 pub mod tracker;
 pub mod wire;
 

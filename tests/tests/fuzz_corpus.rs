@@ -25,6 +25,7 @@ const TARGETS: &[(&str, Body)] = &[
     ("dht_krpc", fuzz::dht::krpc),
     ("http_tracker", fuzz::tracker::http_tracker),
     ("udp_tracker", fuzz::tracker::udp_tracker),
+    ("torrent_machine", fuzz::torrent_machine::torrent_machine),
 ];
 
 #[test]

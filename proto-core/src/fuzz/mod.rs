@@ -7,5 +7,6 @@ pub mod dht;
 pub mod extension;
 pub mod mse;
 pub mod torrent;
+pub mod torrent_machine;
 pub mod tracker;
 pub mod wire;

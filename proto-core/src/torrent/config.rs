@@ -1,0 +1,115 @@
+//! Limits, intervals and switches of one torrent, with rain's defaults (config keys in
+//! parentheses).
+
+use std::time::Duration;
+
+use crate::address_book::AddressBookConfig;
+use crate::choker::ChokerConfig;
+use crate::picker::PickerConfig;
+use crate::tracker::announcer::AnnouncerConfig;
+
+/// Everything a [`Torrent`](super::Torrent) can be tuned with. Every queue it owns is bounded
+/// by one of the `max_*` fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TorrentConfig {
+    /// Queued incoming block requests per peer; also advertised as `reqq`
+    /// (`max-requests-in`, 250).
+    pub max_requests_in: u32,
+    /// Cap on in-flight block requests to one peer, whatever its `reqq`
+    /// (`max-requests-out`, 250).
+    pub max_requests_out: u32,
+    /// Request cap for a peer that sent no `reqq` (`default-requests-out`, 50).
+    pub default_requests_out: u32,
+    /// Pipeline depth a new connection starts with (slow start grows it from here).
+    pub initial_requests_out: u32,
+    /// Smallest pipeline depth of an unsnubbed peer.
+    pub min_requests_out: u32,
+    /// No block within this long after a request marks the peer snubbed
+    /// (`request-timeout`, 20 s).
+    pub request_timeout: Duration,
+    /// A peer silent for this long is disconnected (2 min).
+    pub idle_timeout: Duration,
+    /// A keep-alive is sent after this long without sending anything (60 s).
+    pub keep_alive_interval: Duration,
+    /// Most outgoing peers, connected plus dialling (`max-peer-dial`, 80).
+    pub max_peer_dial: usize,
+    /// Most incoming peers (`max-peer-accept`, 20).
+    pub max_peer_accept: usize,
+    /// Concurrent non-snubbed ut_metadata sources (`parallel-metadata-downloads`, 2).
+    pub parallel_metadata_downloads: usize,
+    /// Largest info dictionary accepted from peers (`max-metadata-size`, 30 MiB).
+    pub max_metadata_size: u64,
+    /// Pieces in our allowed-fast set (`allowed-fast-set`, 10).
+    pub allowed_fast_set: usize,
+    /// Most allowed-fast pieces remembered per peer (more are ignored).
+    pub max_allowed_fast_in: usize,
+    /// Soft budget of piece data held in memory (received blocks of unfinished pieces and
+    /// pieces waiting for `VerifyAndWrite`): while it is exceeded no new piece is started
+    /// (`write-cache-size` share granted by the runtime; 64 MiB).
+    pub max_piece_memory: u64,
+    /// Most `have` indices remembered per peer before the metadata is known.
+    pub max_pending_haves: usize,
+    /// Served requests remembered per peer, to answer repeats with `reject` (rain).
+    pub max_served_remembered: usize,
+    /// Exchange peers with PEX (`pex-enabled`, true); never for private torrents.
+    pub pex_enabled: bool,
+    /// Time between PEX messages to one peer (60 s).
+    pub pex_interval: Duration,
+    /// Most added (and most dropped) entries per PEX message we send (50).
+    pub max_pex_peers: usize,
+    /// PEX messages from one peer arriving sooner than this after the last accepted one are
+    /// ignored (bounds what a flooding peer can add).
+    pub pex_min_incoming_interval: Duration,
+    /// Failed pieces an untrusted peer may contribute to before it is banned (smart ban, 3).
+    pub max_hash_failures: u32,
+    /// Failed pieces whose per-block hashes are remembered for smart ban.
+    pub max_smart_ban_pieces: usize,
+    /// Most events kept undrained; more are dropped (a driver drains after every input).
+    pub max_queued_events: usize,
+    /// Client version sent in the extension handshake (`v`).
+    pub client_version: String,
+    /// Picker limits.
+    pub picker: PickerConfig,
+    /// Choker slots and intervals.
+    pub choker: ChokerConfig,
+    /// Address book limits.
+    pub address_book: AddressBookConfig,
+    /// Tracker announcer timing.
+    pub announcer: AnnouncerConfig,
+}
+
+impl Default for TorrentConfig {
+    fn default() -> Self {
+        TorrentConfig {
+            max_requests_in: 250,
+            max_requests_out: 250,
+            default_requests_out: 50,
+            initial_requests_out: 8,
+            min_requests_out: 2,
+            request_timeout: Duration::from_secs(20),
+            idle_timeout: Duration::from_mins(2),
+            keep_alive_interval: Duration::from_mins(1),
+            max_peer_dial: 80,
+            max_peer_accept: 20,
+            parallel_metadata_downloads: 2,
+            max_metadata_size: crate::extension::ut_metadata::DEFAULT_MAX_METADATA_SIZE,
+            allowed_fast_set: 10,
+            max_allowed_fast_in: 32,
+            max_piece_memory: 64 * 1024 * 1024,
+            max_pending_haves: 4096,
+            max_served_remembered: 1024,
+            pex_enabled: true,
+            pex_interval: Duration::from_mins(1),
+            max_pex_peers: crate::extension::ut_pex::MAX_PEERS,
+            pex_min_incoming_interval: Duration::from_secs(30),
+            max_hash_failures: 3,
+            max_smart_ban_pieces: 64,
+            max_queued_events: 4096,
+            client_version: "Rain 2.0".to_owned(),
+            picker: PickerConfig::default(),
+            choker: ChokerConfig::default(),
+            address_book: AddressBookConfig::default(),
+            announcer: AnnouncerConfig::default(),
+        }
+    }
+}

@@ -1,0 +1,619 @@
+//! A pure multi-peer harness (feature `test-util`): N [`Torrent`] machines on fake addresses,
+//! with the harness playing the runtime.
+//!
+//! - **Dial**: after one round trip (2 × latency) the target is asked to accept
+//!   ([`Torrent::handle_peer_connected`], incoming), then the dialler (outgoing); a refusal on
+//!   either side closes the other (or fails the dial).
+//! - **Send**: delivered to the other end after the link latency, in order; with a bandwidth
+//!   set, each direction of a link serialises its messages at that rate.
+//! - **ReadBlock**: served at once from the node's in-memory data (a *corrupt* node flips a
+//!   byte of every block it serves).
+//! - **VerifyAndWrite**: SHA-1 of the blocks laid out with zero padding; written into the
+//!   node's data if it matches.
+//! - **Announce**: answered at once by a fake tracker that returns every other node.
+//! - **Disconnect**: the connection is gone at once for the sender; the other end hears of
+//!   it after the latency.
+//!
+//! The clock jumps straight to the next deadline (the minimum of every node's
+//! `poll_timeout` and every in-flight delivery); the number of steps is capped. All state is
+//! in `BTreeMap`s and `Vec`s and all randomness comes from one seed, so a run is a function of
+//! its seed: [`Swarm::trace_hash`] hashes every event of every node with its time.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{
+    Action, Direction, PeerInfo, Resume, Torrent, TorrentConfig, TorrentEvent, TorrentParams,
+};
+use crate::bencode::Item;
+use crate::bitfield::Bitfield;
+use crate::hash::{InfoHash, sha1};
+use crate::metainfo::{self, Info};
+use crate::picker::PeerKey;
+use crate::rng::{Rng, Seed};
+use crate::time::Instant;
+use crate::tracker::AnnounceReply;
+use crate::wire::{Message, PeerId, Reserved};
+
+/// A generated torrent: its info dictionary and its data (padding as zeros).
+#[derive(Debug, Clone)]
+pub struct TestTorrent {
+    /// Parsed info.
+    pub info: Info,
+    /// Raw info dictionary.
+    pub info_bytes: Bytes,
+    /// The info-hash.
+    pub info_hash: InfoHash,
+    /// The whole torrent's bytes, padding included.
+    pub data: Vec<u8>,
+}
+
+impl TestTorrent {
+    /// A random torrent of `min_len..=max_len` bytes: piece length 16, 32 or 64 KiB, one to
+    /// five files, and BEP 47 padding files aligning some files to piece boundaries when
+    /// `padding` is set. Everything follows from `seed`.
+    pub fn generate(seed: u64, min_len: u64, max_len: u64, padding: bool) -> Self {
+        let mut rng = Rng::new(Seed::from_u64(seed ^ 0x7e57_7e57));
+        let piece_length: u32 = (16 * 1024) << rng.below(3);
+        let target = min_len + rng.below(max_len.saturating_sub(min_len) + 1);
+        let nfiles = 1 + rng.below(5);
+        let mut files: Vec<(u64, bool)> = Vec::new();
+        let mut left = target.max(1);
+        let mut offset = 0u64;
+        for f in 0..nfiles {
+            let len = if f + 1 == nfiles {
+                left
+            } else {
+                1 + rng.below(left.max(1))
+            }
+            .min(left);
+            if len == 0 {
+                break;
+            }
+            files.push((len, false));
+            offset += len;
+            left -= len;
+            let pad = (u64::from(piece_length) - offset % u64::from(piece_length))
+                % u64::from(piece_length);
+            if padding && left > 0 && pad > 0 && rng.below(2) == 0 {
+                files.push((pad, true));
+                offset += pad;
+            }
+        }
+        let total = offset;
+        let mut data = vec![0u8; total as usize];
+        let mut at = 0usize;
+        for &(len, pad) in &files {
+            if !pad {
+                rng.fill(&mut data[at..at + len as usize]);
+            }
+            at += len as usize;
+        }
+        let pieces: Vec<u8> = data.chunks(piece_length as usize).flat_map(sha1).collect();
+        let list: Vec<Item> = files
+            .iter()
+            .enumerate()
+            .map(|(i, &(len, pad))| {
+                let d = Item::dict().with("length", len as i64);
+                if pad {
+                    d.with("attr", "p").with(
+                        "path",
+                        vec![Item::from(".pad"), Item::from(len.to_string())],
+                    )
+                } else {
+                    d.with("path", vec![Item::from(format!("file{i}"))])
+                }
+            })
+            .collect();
+        let info_bytes = Item::dict()
+            .with("name", "swarm")
+            .with("piece length", i64::from(piece_length))
+            .with("pieces", pieces)
+            .with("files", list)
+            .to_bytes();
+        let info = Info::from_bytes(&info_bytes, &metainfo::Limits::default())
+            .expect("generated info parses");
+        TestTorrent {
+            info_hash: InfoHash::of(&info_bytes),
+            info,
+            info_bytes: Bytes::from(info_bytes),
+            data,
+        }
+    }
+}
+
+/// What a node starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Has every piece.
+    Seeder,
+    /// Has the metadata, no piece.
+    Leecher,
+    /// Has only the info-hash (magnet link).
+    MagnetLeecher,
+}
+
+/// One node of the swarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeSpec {
+    /// What it starts with.
+    pub role: Role,
+    /// It flips a byte of every block it serves.
+    pub corrupt: bool,
+}
+
+impl NodeSpec {
+    /// An honest node.
+    pub fn new(role: Role) -> Self {
+        NodeSpec {
+            role,
+            corrupt: false,
+        }
+    }
+}
+
+/// Network shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetConfig {
+    /// One-way latency of every link.
+    pub latency: Duration,
+    /// Bytes per second per link direction; `None` for unlimited.
+    pub bandwidth: Option<u64>,
+    /// Step cap.
+    pub max_steps: u64,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            latency: Duration::from_millis(20),
+            bandwidth: None,
+            max_steps: 2_000_000,
+        }
+    }
+}
+
+/// A node: its machine and its "disk".
+#[derive(Debug)]
+pub struct Node {
+    /// The machine.
+    pub torrent: Torrent,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Its peer id.
+    pub peer_id: PeerId,
+    /// Its data (the torrent's bytes; unwritten pieces are zeros).
+    pub data: Vec<u8>,
+    /// Flips bytes it serves.
+    pub corrupt: bool,
+    /// Every event it emitted, with the time.
+    pub events: Vec<(Instant, TorrentEvent)>,
+    conns: BTreeMap<PeerKey, u64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Conn {
+    ends: [(usize, PeerKey); 2],
+}
+
+#[derive(Debug)]
+enum Delivery {
+    Connect { from: usize, addr: SocketAddr },
+    Message { conn: u64, to: usize, msg: Message },
+    Closed { to: usize, key: PeerKey },
+}
+
+/// The harness. See the module documentation.
+#[derive(Debug)]
+pub struct Swarm {
+    now: Instant,
+    nodes: Vec<Node>,
+    by_addr: BTreeMap<SocketAddr, usize>,
+    conns: BTreeMap<u64, Conn>,
+    next_conn: u64,
+    queue: BTreeMap<(Instant, u64), Delivery>,
+    seq: u64,
+    busy: BTreeMap<(usize, usize), Instant>,
+    net: NetConfig,
+    steps: u64,
+    trace: u64,
+    torrent: TestTorrent,
+}
+
+fn fnv(h: &mut u64, bytes: &[u8]) {
+    for &b in bytes {
+        *h ^= u64::from(b);
+        *h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+}
+
+impl Swarm {
+    /// A swarm of `nodes` sharing `torrent`, every machine seeded from `seed` and started.
+    pub fn new(
+        seed: u64,
+        torrent: TestTorrent,
+        nodes: &[NodeSpec],
+        config: &TorrentConfig,
+        net: NetConfig,
+    ) -> Self {
+        let mut rng = Rng::new(Seed::from_u64(seed));
+        let now = Instant::ZERO;
+        let n = torrent.info.piece_count();
+        let mut out = Vec::new();
+        let mut by_addr = BTreeMap::new();
+        for (i, spec) in nodes.iter().enumerate() {
+            let addr = SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::new(10, 1, (i / 250) as u8, (i % 250) as u8 + 1)),
+                6881,
+            );
+            let mut id = [0u8; 20];
+            id[..8].copy_from_slice(b"-RN0001-");
+            id[8..16].copy_from_slice(&(i as u64).to_be_bytes());
+            let peer_id = PeerId(id);
+            let info = (spec.role != Role::MagnetLeecher)
+                .then(|| (torrent.info.clone(), torrent.info_bytes.clone()));
+            let seeder = spec.role == Role::Seeder;
+            let params = TorrentParams {
+                info_hash: torrent.info_hash,
+                info,
+                peer_id,
+                port: 6881,
+                trackers: vec![vec!["http://tracker.test/announce".to_owned()]],
+                resume: Resume {
+                    have: seeder.then(|| Bitfield::full(n)),
+                    ..Resume::default()
+                },
+                stop_after_download: false,
+                stop_after_metadata: false,
+                our_addr: Some(addr),
+            };
+            let t = Torrent::new(params, config.clone(), rng.child(), now);
+            let data = if seeder {
+                torrent.data.clone()
+            } else {
+                vec![0; torrent.data.len()]
+            };
+            by_addr.insert(addr, i);
+            out.push(Node {
+                torrent: t,
+                addr,
+                peer_id,
+                data,
+                corrupt: spec.corrupt,
+                events: Vec::new(),
+                conns: BTreeMap::new(),
+            });
+        }
+        let mut s = Swarm {
+            now,
+            nodes: out,
+            by_addr,
+            conns: BTreeMap::new(),
+            next_conn: 0,
+            queue: BTreeMap::new(),
+            seq: 0,
+            busy: BTreeMap::new(),
+            net,
+            steps: 0,
+            trace: 0xcbf2_9ce4_8422_2325,
+            torrent,
+        };
+        for i in 0..s.nodes.len() {
+            s.nodes[i].torrent.start(now);
+            s.drain(i);
+        }
+        s
+    }
+
+    /// The simulated time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Steps taken.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Hash of every event of every node, with its time.
+    pub fn trace_hash(&self) -> u64 {
+        self.trace
+    }
+
+    /// The nodes.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// One node, mutably (to inject commands; call [`Swarm::drain`] after).
+    pub fn node_mut(&mut self, i: usize) -> &mut Node {
+        &mut self.nodes[i]
+    }
+
+    /// The torrent every node shares.
+    pub fn torrent(&self) -> &TestTorrent {
+        &self.torrent
+    }
+
+    /// True when every node's data equals the torrent's and its machine is complete.
+    pub fn all_complete(&self) -> bool {
+        self.nodes
+            .iter()
+            .all(|n| n.torrent.is_complete() && n.data == self.torrent.data)
+    }
+
+    /// Runs until `done` holds (true) or the swarm is idle or out of steps (false).
+    pub fn run_until(&mut self, mut done: impl FnMut(&Swarm) -> bool) -> bool {
+        loop {
+            if done(self) {
+                return true;
+            }
+            if self.steps >= self.net.max_steps || !self.step() {
+                return false;
+            }
+        }
+    }
+
+    /// Advances to the next deadline and processes it. False when nothing is pending.
+    pub fn step(&mut self) -> bool {
+        let next_delivery = self.queue.keys().next().map(|k| k.0);
+        let next_timer = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.torrent.poll_timeout())
+            .min();
+        let Some(next) = [next_delivery, next_timer].into_iter().flatten().min() else {
+            return false;
+        };
+        self.steps += 1;
+        self.now = self.now.max(next);
+        while let Some(entry) = self.queue.first_entry() {
+            if entry.key().0 > self.now {
+                break;
+            }
+            let d = entry.remove();
+            self.deliver(d);
+        }
+        for i in 0..self.nodes.len() {
+            if self.nodes[i]
+                .torrent
+                .poll_timeout()
+                .is_some_and(|t| t <= self.now)
+            {
+                self.nodes[i].torrent.handle_timeout(self.now);
+                self.drain(i);
+            }
+        }
+        true
+    }
+
+    fn schedule(&mut self, at: Instant, d: Delivery) {
+        self.seq += 1;
+        self.queue.insert((at, self.seq), d);
+    }
+
+    fn deliver(&mut self, d: Delivery) {
+        let now = self.now;
+        match d {
+            Delivery::Connect { from, addr } => {
+                let Some(&to) = self.by_addr.get(&addr).filter(|&&to| to != from) else {
+                    self.nodes[from].torrent.handle_dial_failed(now, addr);
+                    self.drain(from);
+                    return;
+                };
+                let reserved = Reserved::rain(false);
+                let incoming = PeerInfo {
+                    addr: self.nodes[from].addr,
+                    direction: Direction::Incoming,
+                    peer_id: self.nodes[from].peer_id,
+                    reserved,
+                    encrypted: false,
+                };
+                let accepted = self.nodes[to].torrent.handle_peer_connected(now, incoming);
+                let Ok(kt) = accepted else {
+                    self.nodes[from].torrent.handle_dial_failed(now, addr);
+                    self.drain(from);
+                    return;
+                };
+                let outgoing = PeerInfo {
+                    addr,
+                    direction: Direction::Outgoing,
+                    peer_id: self.nodes[to].peer_id,
+                    reserved,
+                    encrypted: false,
+                };
+                match self.nodes[from]
+                    .torrent
+                    .handle_peer_connected(now, outgoing)
+                {
+                    Ok(kf) => {
+                        let id = self.next_conn;
+                        self.next_conn += 1;
+                        self.conns.insert(
+                            id,
+                            Conn {
+                                ends: [(from, kf), (to, kt)],
+                            },
+                        );
+                        self.nodes[from].conns.insert(kf, id);
+                        self.nodes[to].conns.insert(kt, id);
+                    }
+                    Err(_) => self.nodes[to].torrent.handle_peer_closed(now, kt),
+                }
+                // Drain the acceptor first: its first messages queue before the dialler's
+                // (both are delivered after the latency anyway).
+                self.drain(to);
+                self.drain(from);
+            }
+            Delivery::Message { conn, to, msg } => {
+                let Some(c) = self.conns.get(&conn) else {
+                    return;
+                };
+                let key = if c.ends[0].0 == to {
+                    c.ends[0].1
+                } else {
+                    c.ends[1].1
+                };
+                self.nodes[to].torrent.handle_message(now, key, msg);
+                self.drain(to);
+            }
+            Delivery::Closed { to, key } => {
+                self.nodes[to].torrent.handle_peer_closed(now, key);
+                self.drain(to);
+            }
+        }
+    }
+
+    /// Performs every action and records every event of node `i`.
+    pub fn drain(&mut self, i: usize) {
+        let now = self.now;
+        while let Some(a) = self.nodes[i].torrent.poll_action() {
+            self.perform(i, a);
+        }
+        while let Some(e) = self.nodes[i].torrent.poll_event() {
+            fnv(&mut self.trace, &(i as u64).to_le_bytes());
+            fnv(&mut self.trace, &now.as_nanos().to_le_bytes());
+            let text = match &e {
+                TorrentEvent::MetadataReceived { info_bytes } => {
+                    format!("metadata {}", info_bytes.len())
+                }
+                other => format!("{other:?}"),
+            };
+            fnv(&mut self.trace, text.as_bytes());
+            self.nodes[i].events.push((now, e));
+        }
+    }
+
+    fn perform(&mut self, i: usize, a: Action) {
+        let now = self.now;
+        match a {
+            Action::Send { peer, message } => {
+                let Some(&conn) = self.nodes[i].conns.get(&peer) else {
+                    return;
+                };
+                let Some(c) = self.conns.get(&conn) else {
+                    return;
+                };
+                let to = if c.ends[0].0 == i {
+                    c.ends[1].0
+                } else {
+                    c.ends[0].0
+                };
+                let size = match &message {
+                    Message::Piece { data, .. } => 13 + data.len() as u64,
+                    Message::Bitfield(b) => 5 + b.len() as u64,
+                    Message::Extended { payload, .. } => 6 + payload.len() as u64,
+                    _ => 17,
+                };
+                let mut at = now;
+                if let Some(bw) = self.net.bandwidth {
+                    let busy = self.busy.entry((i, to)).or_insert(now);
+                    let start = (*busy).max(now);
+                    *busy = start + Duration::from_nanos(size * 1_000_000_000 / bw.max(1));
+                    at = *busy;
+                }
+                self.schedule(
+                    at + self.net.latency,
+                    Delivery::Message {
+                        conn,
+                        to,
+                        msg: message,
+                    },
+                );
+            }
+            Action::Dial { addr } => {
+                let at = now + self.net.latency * 2;
+                self.schedule(at, Delivery::Connect { from: i, addr });
+            }
+            Action::Disconnect { peer, .. } => {
+                let Some(conn) = self.nodes[i].conns.remove(&peer) else {
+                    return;
+                };
+                // Messages in flight on this connection are dropped from now on.
+                if let Some(c) = self.conns.remove(&conn) {
+                    for (n, k) in c.ends {
+                        if n != i {
+                            self.nodes[n].conns.remove(&k);
+                            self.schedule(
+                                now + self.net.latency,
+                                Delivery::Closed { to: n, key: k },
+                            );
+                        }
+                    }
+                }
+            }
+            Action::ReadBlock {
+                peer,
+                piece,
+                begin,
+                len,
+            } => {
+                let node = &self.nodes[i];
+                let off =
+                    u64::from(piece) * u64::from(self.torrent.info.piece_length) + u64::from(begin);
+                let range = off as usize..(off + u64::from(len)) as usize;
+                let mut block = node.data[range].to_vec();
+                if node.corrupt
+                    && let Some(b) = block.first_mut()
+                {
+                    *b ^= 0xff;
+                }
+                self.nodes[i].torrent.handle_block_read(
+                    now,
+                    peer,
+                    piece,
+                    begin,
+                    Ok(Bytes::from(block)),
+                );
+            }
+            Action::VerifyAndWrite {
+                piece,
+                expected,
+                blocks,
+            } => {
+                let ok = {
+                    let t = &self.nodes[i].torrent;
+                    let Some(picker) = t.picker() else {
+                        return;
+                    };
+                    let layout = picker.layout();
+                    let mut buf = vec![0u8; layout.piece_len(piece) as usize];
+                    for (k, b) in blocks.iter().enumerate() {
+                        let blk = layout.block(piece, k as u32);
+                        buf[blk.begin as usize..blk.begin as usize + b.len()].copy_from_slice(b);
+                    }
+                    let ok = sha1(&buf) == expected;
+                    if ok {
+                        let off = piece as usize * self.torrent.info.piece_length as usize;
+                        self.nodes[i].data[off..off + buf.len()].copy_from_slice(&buf);
+                    }
+                    ok
+                };
+                self.nodes[i]
+                    .torrent
+                    .handle_piece_written(now, piece, Ok(ok));
+            }
+            Action::Announce { request, .. } => {
+                let peers = self
+                    .nodes
+                    .iter()
+                    .enumerate()
+                    .filter(|(k, _)| *k != i)
+                    .map(|(_, n)| n.addr)
+                    .take(request.num_want as usize)
+                    .collect();
+                let reply = AnnounceReply {
+                    interval: Duration::from_mins(30),
+                    peers,
+                    ..AnnounceReply::default()
+                };
+                self.nodes[i]
+                    .torrent
+                    .handle_announce_reply(now, request.id, Ok(reply));
+            }
+        }
+    }
+}

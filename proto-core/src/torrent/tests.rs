@@ -1,0 +1,685 @@
+//! Behaviour tests of the `Torrent` machine: whole swarms through the pure harness, and single
+//! machines driven message by message by fake peers.
+#![allow(clippy::many_single_char_names)]
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::swarm::{NetConfig, NodeSpec, Role, Swarm, TestTorrent};
+use super::*;
+use crate::extension::MetadataMessage;
+
+fn leechers(n: usize) -> Vec<NodeSpec> {
+    let mut v = vec![NodeSpec::new(Role::Seeder)];
+    v.extend((0..n).map(|_| NodeSpec::new(Role::Leecher)));
+    v
+}
+
+fn run_swarm(seed: u64, nodes: &[NodeSpec]) -> Swarm {
+    let t = TestTorrent::generate(seed, 64 * 1024, 256 * 1024, true);
+    let mut s = Swarm::new(
+        seed,
+        t,
+        nodes,
+        &TorrentConfig::default(),
+        NetConfig::default(),
+    );
+    let done = s.run_until(Swarm::all_complete);
+    assert!(
+        done,
+        "seed {seed}: not complete after {} steps at {:?}: {:?}",
+        s.steps(),
+        s.now(),
+        s.nodes()
+            .iter()
+            .map(|n| n.torrent.stats().pieces.have)
+            .collect::<Vec<_>>()
+    );
+    for n in s.nodes() {
+        n.torrent.check_invariants();
+    }
+    s
+}
+
+#[test]
+fn one_seeder_twenty_leechers_complete_with_identical_data() {
+    for seed in [1u64, 2, 3] {
+        let s = run_swarm(seed, &leechers(20));
+        for (i, n) in s.nodes().iter().enumerate() {
+            assert_eq!(n.data, s.torrent().data, "seed {seed} node {i} data");
+            let st = n.torrent.stats();
+            assert_eq!(st.status, Status::Seeding, "node {i}");
+            assert_eq!(st.pieces.have, st.pieces.total);
+            if i > 0 {
+                assert!(st.bytes.downloaded >= st.bytes.total - st.bytes.padding);
+                assert!(n.events.iter().any(|e| e.1 == TorrentEvent::Completed));
+            }
+        }
+        let uploaded: u64 = s
+            .nodes()
+            .iter()
+            .map(|n| n.torrent.stats().bytes.uploaded)
+            .sum();
+        let downloaded: u64 = s
+            .nodes()
+            .iter()
+            .map(|n| n.torrent.stats().bytes.downloaded)
+            .sum();
+        assert!(
+            uploaded >= downloaded,
+            "{uploaded} uploaded < {downloaded} downloaded"
+        );
+        // Leechers traded among themselves: the seeder did not upload everything alone.
+        let seeder_up = s.nodes()[0].torrent.stats().bytes.uploaded;
+        assert!(seeder_up < uploaded, "leechers uploaded too");
+    }
+}
+
+#[test]
+fn same_seed_same_trace_and_different_seed_differs() {
+    let a = run_swarm(7, &leechers(20));
+    let b = run_swarm(7, &leechers(20));
+    let c = run_swarm(8, &leechers(20));
+    assert_eq!(a.trace_hash(), b.trace_hash());
+    assert_eq!(a.now(), b.now());
+    assert_ne!(a.trace_hash(), c.trace_hash());
+}
+
+#[test]
+fn corrupt_peer_is_banned_and_pieces_complete_from_others() {
+    let mut nodes = vec![
+        NodeSpec::new(Role::Seeder),
+        NodeSpec {
+            role: Role::Seeder,
+            corrupt: true,
+        },
+    ];
+    nodes.extend((0..4).map(|_| NodeSpec::new(Role::Leecher)));
+    let mut banned_somewhere = false;
+    let mut total_wasted = 0;
+    for seed in [11u64, 12, 13] {
+        let s = run_swarm(seed, &nodes);
+        let bad_ip = s.nodes()[1].addr.ip();
+        let mut wasted = 0;
+        for n in &s.nodes()[2..] {
+            for (_, e) in &n.events {
+                if let TorrentEvent::PeerBanned { ip, .. } = e {
+                    assert_eq!(*ip, bad_ip, "only the corrupt node is banned");
+                    banned_somewhere = true;
+                }
+            }
+            wasted += n.torrent.stats().bytes.wasted;
+        }
+        total_wasted += wasted;
+    }
+    assert!(total_wasted > 0, "corrupt data was wasted");
+    assert!(banned_somewhere, "the corrupt node was banned");
+}
+
+#[test]
+fn magnet_leechers_fetch_metadata_then_complete() {
+    let mut nodes = vec![NodeSpec::new(Role::Seeder), NodeSpec::new(Role::Leecher)];
+    nodes.extend((0..4).map(|_| NodeSpec::new(Role::MagnetLeecher)));
+    let s = run_swarm(21, &nodes);
+    for n in &s.nodes()[2..] {
+        let got = n.events.iter().find_map(|(_, e)| match e {
+            TorrentEvent::MetadataReceived { info_bytes } => Some(info_bytes.clone()),
+            _ => None,
+        });
+        assert_eq!(got.as_deref(), Some(&s.torrent().info_bytes[..]));
+        assert!(n.events.iter().any(|(_, e)| matches!(
+            e,
+            TorrentEvent::StatusChanged {
+                from: Status::DownloadingMetadata,
+                to: Status::Downloading
+            }
+        )));
+    }
+}
+
+// ---------------------------------------------------------------- single machine, fake peers
+
+struct Solo {
+    t: Torrent,
+    now: Instant,
+    actions: Vec<Action>,
+    events: Vec<TorrentEvent>,
+    tt: TestTorrent,
+}
+
+const LEN_32K: u64 = 32 * 1024;
+
+impl Solo {
+    fn new(role: Role, tt: TestTorrent, config: TorrentConfig) -> Solo {
+        let n = tt.info.piece_count();
+        let params = TorrentParams {
+            info_hash: tt.info_hash,
+            info: (role != Role::MagnetLeecher).then(|| (tt.info.clone(), tt.info_bytes.clone())),
+            peer_id: PeerId([b'U'; 20]),
+            port: 6881,
+            trackers: Vec::new(),
+            resume: Resume {
+                have: (role == Role::Seeder).then(|| Bitfield::full(n)),
+                ..Resume::default()
+            },
+            stop_after_download: false,
+            stop_after_metadata: false,
+            our_addr: None,
+        };
+        let mut s = Solo {
+            t: Torrent::new(params, config, Seed::from_u64(5), Instant::ZERO),
+            now: Instant::ZERO,
+            actions: Vec::new(),
+            events: Vec::new(),
+            tt,
+        };
+        s.t.start(s.now);
+        s.drain();
+        s.actions.clear();
+        s
+    }
+
+    fn drain(&mut self) {
+        while let Some(a) = self.t.poll_action() {
+            self.actions.push(a);
+        }
+        while let Some(e) = self.t.poll_event() {
+            self.events.push(e);
+        }
+    }
+
+    fn connect(&mut self, i: u8, fast: bool, ext: bool) -> PeerKey {
+        let mut id = [b'P'; 20];
+        id[19] = i;
+        let k = self
+            .t
+            .handle_peer_connected(
+                self.now,
+                PeerInfo {
+                    addr: SocketAddr::from(([10, 9, 0, i], 7000)),
+                    direction: Direction::Incoming,
+                    peer_id: PeerId(id),
+                    reserved: wire::Reserved::default()
+                        .with_fast(fast)
+                        .with_extension(ext),
+                    encrypted: false,
+                },
+            )
+            .expect("accepted");
+        self.drain();
+        k
+    }
+
+    fn msg(&mut self, k: PeerKey, m: Message) {
+        self.t.handle_message(self.now, k, m);
+        self.drain();
+        self.t.check_invariants();
+    }
+
+    fn take(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.actions)
+    }
+
+    fn sent(actions: &[Action], to: PeerKey) -> Vec<Message> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send { peer, message } if *peer == to => Some(message.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn ext_handshake(metadata_size: Option<u64>) -> Message {
+    let mut h = ExtHandshake::default();
+    h.m.insert("ut_metadata".to_owned(), 3);
+    h.m.insert("ut_pex".to_owned(), 4);
+    h.metadata_size = metadata_size;
+    let mut payload = Vec::new();
+    h.encode(&mut payload);
+    Message::Extended {
+        id: 0,
+        payload: Bytes::from(payload),
+    }
+}
+
+#[test]
+fn endgame_requests_duplicates_and_cancels_them_on_arrival() {
+    let tt = TestTorrent::generate(3, LEN_32K, LEN_32K, false);
+    let mut s = Solo::new(Role::Leecher, tt, TorrentConfig::default());
+    let a = s.connect(1, true, false);
+    let b = s.connect(2, true, false);
+    s.msg(a, Message::HaveAll);
+    s.msg(a, Message::Unchoke);
+    let to_a: Vec<wire::Block> = Solo::sent(&s.take(), a)
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Request(b) => Some(b),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(to_a.len(), 2, "both blocks requested from a");
+    s.msg(b, Message::HaveAll);
+    s.msg(b, Message::Unchoke);
+    let to_b: Vec<wire::Block> = Solo::sent(&s.take(), b)
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Request(b) => Some(b),
+            _ => None,
+        })
+        .collect();
+    assert!(s.t.picker().unwrap().in_endgame());
+    assert_eq!(
+        to_b.len(),
+        2,
+        "endgame duplicates the outstanding blocks to b"
+    );
+    let first = to_a[0];
+    let off = first.index as usize * s.tt.info.piece_length as usize + first.begin as usize;
+    let data = Bytes::copy_from_slice(&s.tt.data[off..off + first.length as usize]);
+    s.msg(
+        a,
+        Message::Piece {
+            index: first.index,
+            begin: first.begin,
+            data,
+        },
+    );
+    let acts = s.take();
+    assert_eq!(
+        Solo::sent(&acts, b),
+        vec![Message::Cancel(first)],
+        "b is cancelled"
+    );
+    assert!(
+        !Solo::sent(&acts, a)
+            .iter()
+            .any(|m| matches!(m, Message::Cancel(_)))
+    );
+}
+
+#[test]
+fn choked_peer_requests_are_rejected_if_fast_and_dropped_otherwise() {
+    let tt = TestTorrent::generate(4, 128 * 1024, 128 * 1024, false);
+    let mut s = Solo::new(Role::Seeder, tt, TorrentConfig::default());
+    let fast = s.connect(1, true, false);
+    let slow = s.connect(2, false, false);
+    let first = Solo::sent(&s.take(), fast);
+    let allowed: Vec<u32> = first
+        .iter()
+        .filter_map(|m| match m {
+            Message::AllowedFast(i) => Some(*i),
+            _ => None,
+        })
+        .collect();
+    let n = s.tt.info.piece_count();
+    let outside = (0..n).find(|i| !allowed.contains(i)).unwrap();
+    let req = wire::Block {
+        index: outside,
+        begin: 0,
+        length: 1024,
+    };
+    s.msg(fast, Message::Request(req));
+    assert_eq!(
+        s.take(),
+        vec![Action::Send {
+            peer: fast,
+            message: Message::Reject(req)
+        }]
+    );
+    s.msg(slow, Message::Request(req));
+    assert!(
+        s.take().is_empty(),
+        "a non-fast peer's request is silently dropped"
+    );
+    // Once unchoked, the same request is served.
+    s.msg(fast, Message::Interested);
+    assert_eq!(Solo::sent(&s.take(), fast), vec![Message::Unchoke]);
+    s.msg(fast, Message::Request(req));
+    let acts = s.take();
+    assert!(matches!(acts[..], [Action::ReadBlock { piece, len: 1024, .. }] if piece == outside));
+    // A request for a piece out of range is a protocol violation.
+    s.msg(
+        slow,
+        Message::Request(wire::Block {
+            index: n,
+            begin: 0,
+            length: 1,
+        }),
+    );
+    assert!(s.take().iter().any(|a| matches!(
+        a,
+        Action::Disconnect {
+            reason: DisconnectReason::Misbehaved(Violation::PieceIndex(_)),
+            ..
+        }
+    )));
+}
+
+#[test]
+fn request_flood_is_bounded_by_max_requests_in() {
+    let tt = TestTorrent::generate(4, 128 * 1024, 128 * 1024, false);
+    let config = TorrentConfig::default();
+    let max_in = config.max_requests_in as usize;
+    let mut s = Solo::new(Role::Seeder, tt, config);
+    for (i, fast) in [(1u8, true), (2, false)] {
+        let p = s.connect(i, fast, false);
+        s.msg(p, Message::Interested);
+        s.take();
+        for k in 0..max_in as u32 + 50 {
+            s.msg(
+                p,
+                Message::Request(wire::Block {
+                    index: 0,
+                    begin: k,
+                    length: 1,
+                }),
+            );
+        }
+        let acts = s.take();
+        let reads = acts
+            .iter()
+            .filter(|a| matches!(a, Action::ReadBlock { .. }))
+            .count();
+        let rejects = Solo::sent(&acts, p)
+            .iter()
+            .filter(|m| matches!(m, Message::Reject(_)))
+            .count();
+        assert_eq!(reads, max_in, "fast={fast}");
+        assert_eq!(rejects, if fast { 50 } else { 0 }, "fast={fast}");
+        assert_eq!(
+            s.t.peers().iter().find(|v| v.key == p).unwrap().requests_in,
+            max_in
+        );
+        // Choking a fast peer rejects its queue (BEP 6).
+        s.t.choke(s.now, p);
+        s.drain();
+        let rejects = Solo::sent(&s.take(), p)
+            .iter()
+            .filter(|m| matches!(m, Message::Reject(_)))
+            .count();
+        assert_eq!(rejects, if fast { max_in } else { 0 });
+    }
+}
+
+#[test]
+fn pex_flood_is_bounded() {
+    let tt = TestTorrent::generate(4, 128 * 1024, 128 * 1024, false);
+    let mut s = Solo::new(Role::Leecher, tt, TorrentConfig::default());
+    let p = s.connect(1, true, true);
+    s.msg(p, ext_handshake(None));
+    for round in 0..20u32 {
+        let added: Vec<extension::PexPeer> = (0..50u32)
+            .map(|k| extension::PexPeer {
+                addr: SocketAddr::from(([172, 16, round as u8, k as u8 + 1], 6881)),
+                flags: extension::PexFlags(0),
+            })
+            .collect();
+        let mut payload = Vec::new();
+        extension::PexMessage {
+            added,
+            dropped: Vec::new(),
+        }
+        .encode(&mut payload)
+        .unwrap();
+        s.msg(
+            p,
+            Message::Extended {
+                id: extension::id::UT_PEX,
+                payload: Bytes::from(payload),
+            },
+        );
+    }
+    assert_eq!(
+        s.t.stats().addresses.pex,
+        50,
+        "one message per interval is taken"
+    );
+    let dials = s
+        .take()
+        .iter()
+        .filter(|a| matches!(a, Action::Dial { .. }))
+        .count();
+    assert_eq!(dials, 50);
+    // After the interval, the next message is accepted.
+    s.now = s.now + Duration::from_secs(31);
+    let mut payload = Vec::new();
+    extension::PexMessage {
+        added: vec![extension::PexPeer {
+            addr: SocketAddr::from(([172, 17, 0, 1], 6881)),
+            flags: extension::PexFlags(0),
+        }],
+        dropped: Vec::new(),
+    }
+    .encode(&mut payload)
+    .unwrap();
+    s.msg(
+        p,
+        Message::Extended {
+            id: extension::id::UT_PEX,
+            payload: Bytes::from(payload),
+        },
+    );
+    assert_eq!(s.t.stats().addresses.pex, 51);
+}
+
+#[test]
+fn magnet_refuses_metadata_with_a_wrong_hash_then_accepts_the_right_one() {
+    let tt = TestTorrent::generate(6, 128 * 1024, 128 * 1024, false);
+    let size = tt.info_bytes.len() as u64;
+    let mut s = Solo::new(Role::MagnetLeecher, tt, TorrentConfig::default());
+    assert_eq!(s.t.status(), Status::DownloadingMetadata);
+    let liar = s.connect(1, true, true);
+    s.msg(liar, ext_handshake(Some(size)));
+    let reqs: Vec<u32> = Solo::sent(&s.take(), liar)
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Extended { id: 3, payload } => match MetadataMessage::decode(&payload) {
+                Ok(MetadataMessage::Request { piece }) => Some(piece),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reqs.len(),
+        extension::ut_metadata::piece_count(size as usize) as usize
+    );
+    for piece in reqs {
+        let start = piece as usize * extension::ut_metadata::PIECE_LEN;
+        let end = (start + extension::ut_metadata::PIECE_LEN).min(size as usize);
+        let mut payload = Vec::new();
+        MetadataMessage::Data {
+            piece,
+            total_size: size,
+            data: Bytes::from(vec![0x55; end - start]),
+        }
+        .encode(&mut payload);
+        s.msg(
+            liar,
+            Message::Extended {
+                id: extension::id::UT_METADATA,
+                payload: Bytes::from(payload),
+            },
+        );
+    }
+    assert!(s.take().iter().any(|a| matches!(
+        a,
+        Action::Disconnect {
+            peer,
+            reason: DisconnectReason::Misbehaved(Violation::Metadata(MetadataFault::HashMismatch))
+        } if *peer == liar
+    )));
+    assert_eq!(s.t.status(), Status::DownloadingMetadata);
+    assert!(s.t.info().is_none());
+    // An honest peer then serves the real thing.
+    let honest = s.connect(2, true, true);
+    s.msg(honest, Message::HaveAll);
+    s.msg(honest, ext_handshake(Some(size)));
+    for _ in 0..4 {
+        let acts = s.take();
+        for m in Solo::sent(&acts, honest) {
+            let Message::Extended { id: 3, payload } = m else {
+                continue;
+            };
+            let Ok(MetadataMessage::Request { piece }) = MetadataMessage::decode(&payload) else {
+                continue;
+            };
+            let info = s.tt.info_bytes.clone();
+            let start = piece as usize * extension::ut_metadata::PIECE_LEN;
+            let end = (start + extension::ut_metadata::PIECE_LEN).min(info.len());
+            let mut out = Vec::new();
+            MetadataMessage::Data {
+                piece,
+                total_size: size,
+                data: info.slice(start..end),
+            }
+            .encode(&mut out);
+            s.msg(
+                honest,
+                Message::Extended {
+                    id: extension::id::UT_METADATA,
+                    payload: Bytes::from(out),
+                },
+            );
+        }
+    }
+    assert!(
+        s.events
+            .iter()
+            .any(|e| matches!(e, TorrentEvent::MetadataReceived { .. }))
+    );
+    assert_eq!(s.t.status(), Status::Downloading);
+    assert_eq!(s.t.info_bytes(), Some(&s.tt.info_bytes));
+    // The have-all sent before the metadata now counts: we are interested.
+    assert!(
+        s.t.peers()
+            .iter()
+            .any(|v| v.key == honest && v.am_interested && v.seed)
+    );
+}
+
+#[test]
+fn snub_cancels_and_reassigns_keepalive_and_idle_timeout() {
+    let tt = TestTorrent::generate(4, 128 * 1024, 128 * 1024, false);
+    let config = TorrentConfig::default();
+    let mut s = Solo::new(Role::Leecher, tt, config.clone());
+    let a = s.connect(1, true, false);
+    s.msg(a, Message::HaveAll);
+    s.msg(a, Message::Unchoke);
+    let reqs = Solo::sent(&s.take(), a)
+        .iter()
+        .filter(|m| matches!(m, Message::Request(_)))
+        .count();
+    assert_eq!(reqs as u32, config.initial_requests_out);
+    assert!(s.t.poll_timeout() <= Some(Instant::ZERO + config.request_timeout));
+    // 20 s without a block: snubbed, its requests cancelled, its depth 1.
+    s.now = Instant::ZERO + config.request_timeout;
+    s.t.handle_timeout(s.now);
+    s.drain();
+    let msgs = Solo::sent(&s.take(), a);
+    let cancels = msgs
+        .iter()
+        .filter(|m| matches!(m, Message::Cancel(_)))
+        .count();
+    let again = msgs
+        .iter()
+        .filter(|m| matches!(m, Message::Request(_)))
+        .count();
+    assert_eq!(cancels, reqs);
+    assert_eq!(again, 1, "a snubbed peer gets one request at a time");
+    let v = &s.t.peers()[0];
+    assert!(v.snubbed && v.pipeline_depth == 1);
+    assert_eq!(s.t.stats().downloads.snubbed, 1);
+    // Keep-alive after 60 s of our silence (a peer we want nothing from).
+    let mut q = Solo::new(Role::Leecher, s.tt.clone(), config.clone());
+    let b = q.connect(2, true, false);
+    q.msg(b, Message::HaveNone);
+    q.take();
+    q.now = Instant::ZERO + config.keep_alive_interval;
+    q.t.handle_timeout(q.now);
+    q.drain();
+    assert_eq!(Solo::sent(&q.take(), b), vec![Message::KeepAlive]);
+    // Nothing from the peer for 2 min: disconnected.
+    s.now = Instant::ZERO + config.idle_timeout;
+    s.t.handle_timeout(s.now);
+    s.drain();
+    assert!(s.take().contains(&Action::Disconnect {
+        peer: a,
+        reason: DisconnectReason::TimedOut
+    }));
+    assert!(s.t.peers().is_empty());
+    s.t.check_invariants();
+}
+
+#[test]
+fn fast_peer_gets_several_pieces_in_flight() {
+    // One fast seed on a 256 KiB torrent of 16 KiB pieces: the depth grows past one piece.
+    let tt = loop_torrent_with_small_pieces();
+    let nodes = [NodeSpec::new(Role::Seeder), NodeSpec::new(Role::Leecher)];
+    let mut s = Swarm::new(
+        1,
+        tt,
+        &nodes,
+        &TorrentConfig::default(),
+        NetConfig {
+            latency: Duration::from_millis(50),
+            bandwidth: Some(4 * 1024 * 1024),
+            ..NetConfig::default()
+        },
+    );
+    let mut max_pieces = 0;
+    let mut max_depth = 0;
+    let done = s.run_until(|s| {
+        let t = &s.nodes()[1].torrent;
+        if let (Some(p), Some(v)) = (t.picker(), t.peers().first()) {
+            let pieces: BTreeSet<u32> = p.requests_of(v.key).map(|b| b.piece).collect();
+            max_pieces = max_pieces.max(pieces.len());
+            max_depth = max_depth.max(v.pipeline_depth);
+        }
+        s.all_complete()
+    });
+    assert!(done);
+    assert!(
+        max_pieces >= 3,
+        "pieces in flight from one peer: {max_pieces}"
+    );
+    assert!(max_depth > TorrentConfig::default().initial_requests_out);
+}
+
+fn loop_torrent_with_small_pieces() -> TestTorrent {
+    (0..64)
+        .map(|seed| TestTorrent::generate(seed, 1024 * 1024, 1024 * 1024, false))
+        .find(|t| t.info.piece_length == 16 * 1024)
+        .expect("a 16 KiB-piece torrent")
+}
+
+mod prop {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+        /// Random peer inputs (hostile indices and lengths included): no panic, invariants
+        /// hold, no block requested twice from one peer while outstanding.
+        #[test]
+        fn random_peer_inputs_keep_invariants(data in proptest::collection::vec(any::<u8>(), 0..1200)) {
+            crate::fuzz::torrent_machine::torrent_machine(&data);
+        }
+    }
+}
+
+#[test]
+fn fuzz_seed_corpus_replays() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/torrent_machine");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).expect("corpus dir") {
+        let data = std::fs::read(e.expect("entry").path()).expect("read");
+        crate::fuzz::torrent_machine::torrent_machine(&data);
+        n += 1;
+    }
+    assert!(n >= 3);
+}

@@ -1,0 +1,90 @@
+//! Serving uploads: the per-peer queue of accepted requests (rain-behaviour §6.4).
+//!
+//! An accepted request becomes a [`ReadBlock`](super::Action::ReadBlock) at once and stays
+//! queued until its data comes back ([`Torrent::handle_block_read`](super::Torrent::handle_block_read)),
+//! when it is sent as a `piece` message unless it was cancelled or the peer was choked in
+//! between. The queue holds at most `max-requests-in` requests. Served requests are remembered
+//! (at most `max_served_remembered`) so that a repeat is rejected, as rain does.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use crate::picker::Block;
+
+/// What to do with an incoming request, in rain's order of checks (after validation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Admit {
+    /// Queue it and read the block.
+    Accept,
+    /// Refuse it: `reject` to a fast peer, silence otherwise.
+    Refuse,
+    /// Already queued: ignore.
+    Duplicate,
+}
+
+/// Accepted requests of one peer.
+#[derive(Debug, Clone, Default)]
+pub(super) struct UploadQueue {
+    queued: BTreeSet<Block>,
+    served: BTreeSet<Block>,
+    served_order: VecDeque<Block>,
+}
+
+impl UploadQueue {
+    pub fn len(&self) -> usize {
+        self.queued.len()
+    }
+
+    pub fn admit(&self, b: Block, max_requests_in: u32) -> Admit {
+        if self.queued.contains(&b) {
+            Admit::Duplicate
+        } else if self.served.contains(&b) || self.queued.len() >= max_requests_in as usize {
+            Admit::Refuse
+        } else {
+            Admit::Accept
+        }
+    }
+
+    pub fn push(&mut self, b: Block) {
+        self.queued.insert(b);
+    }
+
+    /// Removes a queued request; true if it was queued.
+    pub fn remove(&mut self, b: Block) -> bool {
+        self.queued.remove(&b)
+    }
+
+    /// Takes the queued request for `piece`/`begin`, if any.
+    pub fn take(&mut self, piece: u32, begin: u32) -> Option<Block> {
+        let b = self
+            .queued
+            .range(
+                Block {
+                    piece,
+                    begin,
+                    length: 0,
+                }..,
+            )
+            .next()
+            .copied()
+            .filter(|b| b.piece == piece && b.begin == begin)?;
+        self.queued.remove(&b);
+        Some(b)
+    }
+
+    /// Drops every queued request (we choked the peer) and returns them.
+    pub fn clear(&mut self) -> Vec<Block> {
+        std::mem::take(&mut self.queued).into_iter().collect()
+    }
+
+    pub fn remember_served(&mut self, b: Block, max: usize) {
+        if max == 0 || !self.served.insert(b) {
+            return;
+        }
+        self.served_order.push_back(b);
+        while self.served_order.len() > max {
+            if let Some(old) = self.served_order.pop_front() {
+                self.served.remove(&old);
+            }
+        }
+    }
+}
