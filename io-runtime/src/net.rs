@@ -1,0 +1,71 @@
+//! The network, behind a small trait so that the simulator can plug in turmoil's sockets and
+//! run the same glue code (DESIGN.md §3). The tokio implementation is [`TokioNet`].
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// What the runtime needs from a network.
+pub trait Network: Clone + Send + Sync + 'static {
+    /// A connected byte stream.
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// A listening socket.
+    type Listener: Listener<Stream = Self::Stream>;
+
+    /// Opens a TCP connection.
+    fn connect(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+    /// Listens for TCP connections.
+    fn listen(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Listener>> + Send;
+    /// Resolves `host:port` to addresses.
+    fn resolve(&self, host: &str) -> impl Future<Output = io::Result<Vec<SocketAddr>>> + Send;
+}
+
+/// A listening socket.
+pub trait Listener: Send + 'static {
+    /// The accepted streams.
+    type Stream;
+    /// Waits for the next connection.
+    fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
+    /// The bound address.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+}
+
+/// The real network, through tokio.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioNet;
+
+impl Network for TokioNet {
+    type Stream = tokio::net::TcpStream;
+    type Listener = tokio::net::TcpListener;
+
+    async fn connect(&self, addr: SocketAddr) -> io::Result<Self::Stream> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        // Small control messages (requests, haves) must not wait for Nagle.
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+
+    async fn listen(&self, addr: SocketAddr) -> io::Result<Self::Listener> {
+        tokio::net::TcpListener::bind(addr).await
+    }
+
+    async fn resolve(&self, host: &str) -> io::Result<Vec<SocketAddr>> {
+        Ok(tokio::net::lookup_host(host).await?.collect())
+    }
+}
+
+impl Listener for tokio::net::TcpListener {
+    type Stream = tokio::net::TcpStream;
+
+    async fn accept(&mut self) -> io::Result<(Self::Stream, SocketAddr)> {
+        let (stream, addr) = tokio::net::TcpListener::accept(self).await?;
+        stream.set_nodelay(true)?;
+        Ok((stream, addr))
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        tokio::net::TcpListener::local_addr(self)
+    }
+}
