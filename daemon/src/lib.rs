@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod config;
 mod expand;
+pub mod rpc;
 mod torrent_tools;
 
 pub use expand::expand_env;
