@@ -3,12 +3,19 @@
 //! So far it holds the file-system side of torrent creation ([`create`]), torrent data storage
 //! ([`storage`]), verification of existing data ([`verify`]) and the fast-resume database
 //! ([`resume`]), the network trait with its tokio implementation ([`net`]) and peer
-//! connections: MSE, the BitTorrent handshake and message framing ([`peer`]). The torrent
-//! driver and the `Session` API arrive with the runtime issue.
+//! connections: MSE, the BitTorrent handshake and message framing ([`peer`]). [`session`] is
+//! the library API: one task per torrent drives its `Torrent` machine with real sockets, disk
+//! and clock; trackers are reached through the [`announce`] hook.
+//!
+//! Trackers: a bounded HTTP/1.1 client ([`http`]), the shared-socket UDP tracker transport
+//! ([`udp_tracker`]) and the [`tracker_client::TrackerClient`] that dispatches by scheme.
 
 pub mod create;
+pub mod http;
 pub mod net;
 pub mod peer;
 pub mod resume;
 pub mod storage;
+pub mod tracker_client;
+pub mod udp_tracker;
 pub mod verify;

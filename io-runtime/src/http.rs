@@ -1,0 +1,570 @@
+//! A small HTTP/1.1 GET client over the [`Network`] trait: trackers now, webseeds and
+//! `.torrent` URLs later (DESIGN.md §3).
+//!
+//! Everything is bounded: the whole exchange (resolution, connection, TLS, redirects and body)
+//! by [`HttpConfig::timeout`], host resolution by [`HttpConfig::resolve_timeout`], the body by
+//! [`HttpConfig::max_body`] (a larger declared `Content-Length` fails before the body is read,
+//! a longer body fails when the limit is crossed, and a gzip body is bounded after
+//! decompression too), and redirects by [`HttpConfig::max_redirects`].
+//!
+//! https uses rustls with the webpki root certificates; verification can be turned off
+//! (`tracker-http-verify-tls: false`).
+
+use std::fmt;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Uri;
+use http::header::{self, HeaderValue};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::{
+    self, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    crypto::CryptoProvider,
+    pki_types::{CertificateDer, ServerName, UnixTime},
+};
+
+use crate::net::Network;
+
+/// At most this many resolved addresses are tried for one host.
+const MAX_ADDRESSES_TRIED: usize = 4;
+
+/// How the client behaves; every field is a bound.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// The whole exchange, redirects included (`tracker-http-timeout`, 10 s).
+    pub timeout: Duration,
+    /// Host resolution (`dns-resolve-timeout`, 5 s).
+    pub resolve_timeout: Duration,
+    /// Largest body, after decompression (`tracker-http-max-response-size`, 2 MiB).
+    pub max_body: usize,
+    /// Redirects followed before giving up.
+    pub max_redirects: usize,
+    /// Verify TLS certificates (`tracker-http-verify-tls`, on).
+    pub verify_tls: bool,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            timeout: Duration::from_secs(10),
+            resolve_timeout: Duration::from_secs(5),
+            max_body: 2 * 1024 * 1024,
+            max_redirects: 5,
+            verify_tls: true,
+        }
+    }
+}
+
+/// A response: status, content type and the whole (decompressed) body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The HTTP status code.
+    pub status: u16,
+    /// The `Content-Type` header, if any.
+    pub content_type: Option<String>,
+    /// The body, gunzipped when it came with `Content-Encoding: gzip`.
+    pub body: Bytes,
+    /// The URL that answered, after redirects.
+    pub url: String,
+}
+
+/// Why a GET failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HttpError {
+    /// The URL cannot be parsed or has no host.
+    #[error("invalid URL: {0}")]
+    InvalidUrl(String),
+    /// Not http or https.
+    #[error("unsupported URL scheme: {0}")]
+    UnsupportedScheme(String),
+    /// The host does not resolve.
+    #[error("host not found: {0}")]
+    HostNotFound(String),
+    /// The host resolved to no address.
+    #[error("host has no address: {0}")]
+    NoAddress(String),
+    /// The server refused the TCP connection.
+    #[error("connection refused")]
+    Refused,
+    /// No route to the server.
+    #[error("no route to host: {0}")]
+    NoRoute(String),
+    /// The network is unreachable.
+    #[error("network is unreachable: {0}")]
+    NetworkUnreachable(String),
+    /// The exchange took longer than [`HttpConfig::timeout`] (or resolution longer than
+    /// [`HttpConfig::resolve_timeout`]).
+    #[error("timeout")]
+    Timeout,
+    /// The TLS handshake failed (bad certificate, not TLS…).
+    #[error("TLS handshake has failed: {0}")]
+    Tls(String),
+    /// The server closed the connection before a whole response.
+    #[error("connection closed")]
+    Closed,
+    /// Not a valid HTTP/1.1 response.
+    #[error("invalid server response: {0}")]
+    Protocol(String),
+    /// The body is larger than [`HttpConfig::max_body`].
+    #[error("response too large (more than {limit} bytes)")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// More than [`HttpConfig::max_redirects`] redirects.
+    #[error("too many redirects (more than {0})")]
+    TooManyRedirects(usize),
+    /// A redirect status without a usable `Location`.
+    #[error("redirect without a valid Location")]
+    BadRedirect,
+    /// `Content-Encoding: gzip` with a body that does not decompress.
+    #[error("invalid gzip body")]
+    Gzip,
+    /// Another I/O error.
+    #[error("I/O error: {0}")]
+    Io(String),
+}
+
+/// An HTTP/1.1 GET client; cheap to clone, one per session.
+#[derive(Clone)]
+pub struct HttpClient<N: Network> {
+    net: N,
+    config: HttpConfig,
+    tls: TlsConnector,
+}
+
+impl<N: Network> fmt::Debug for HttpClient<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<N: Network> HttpClient<N> {
+    /// A client that connects through `net`.
+    pub fn new(net: N, config: HttpConfig) -> Self {
+        let tls = TlsConnector::from(Arc::new(tls_config(config.verify_tls)));
+        HttpClient { net, config, tls }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HttpConfig {
+        &self.config
+    }
+
+    /// GETs `url` with extra request `headers` (e.g. `User-Agent`), following redirects.
+    /// A response of any status is returned; only transport failures are errors.
+    pub async fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<Response, HttpError> {
+        tokio::time::timeout(self.config.timeout, self.get_following(url, headers))
+            .await
+            .unwrap_or(Err(HttpError::Timeout))
+    }
+
+    async fn get_following(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Response, HttpError> {
+        let mut uri = parse_url(url)?;
+        let mut redirects = 0;
+        loop {
+            let r = self.get_once(&uri, headers).await?;
+            let Some(location) = r.location else {
+                return Ok(r.response);
+            };
+            if redirects >= self.config.max_redirects {
+                return Err(HttpError::TooManyRedirects(self.config.max_redirects));
+            }
+            redirects += 1;
+            uri = resolve_location(&uri, &location).ok_or(HttpError::BadRedirect)?;
+        }
+    }
+
+    /// One request; `location` is set for a redirect status.
+    async fn get_once(&self, uri: &Uri, headers: &[(&str, &str)]) -> Result<Once, HttpError> {
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            other => return Err(HttpError::UnsupportedScheme(other.unwrap_or("").to_owned())),
+        };
+        let host = uri
+            .host()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| HttpError::InvalidUrl(uri.to_string()))?;
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let stream = self.connect(host, port).await?;
+        if https {
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            let name = ServerName::try_from(bare.to_owned())
+                .map_err(|e| HttpError::InvalidUrl(format!("{host}: {e}")))?;
+            let tls = self
+                .tls
+                .connect(name, stream)
+                .await
+                .map_err(|e| HttpError::Tls(e.to_string()))?;
+            self.exchange(tls, uri, headers).await
+        } else {
+            self.exchange(stream, uri, headers).await
+        }
+    }
+
+    /// Resolves `host` and connects to the first address that accepts.
+    async fn connect(&self, host: &str, port: u16) -> Result<N::Stream, HttpError> {
+        let addrs: Vec<SocketAddr> = resolve(&self.net, host, port, self.config.resolve_timeout)
+            .await?
+            .into_iter()
+            .take(MAX_ADDRESSES_TRIED)
+            .collect();
+        let mut last = HttpError::NoAddress(host.to_owned());
+        for addr in addrs {
+            match self.net.connect(addr).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = connect_error(&e, host),
+            }
+        }
+        Err(last)
+    }
+
+    async fn exchange<S>(
+        &self,
+        io: S,
+        uri: &Uri,
+        headers: &[(&str, &str)],
+    ) -> Result<Once, HttpError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| hyper_error(&e))?;
+        // The connection task is aborted when this exchange ends, whatever happens.
+        let _conn = AbortOnDrop(tokio::spawn(async move {
+            let _ = conn.await;
+        }));
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let authority = uri.authority().map_or("", |a| a.as_str());
+        let authority = authority.rsplit('@').next().unwrap_or(authority);
+        let mut req = http::Request::builder()
+            .method(http::Method::GET)
+            .uri(path)
+            .header(header::HOST, authority)
+            .header(header::ACCEPT_ENCODING, "gzip")
+            .header(header::CONNECTION, "close");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| HttpError::InvalidUrl(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| hyper_error(&e))?;
+        let (parts, body) = resp.into_parts();
+        let status = parts.status.as_u16();
+        let limit = self.config.max_body;
+
+        if parts.status.is_redirection() && status != 304 {
+            let location = parts
+                .headers
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .ok_or(HttpError::BadRedirect)?
+                .to_owned();
+            return Ok(Once {
+                response: Response {
+                    status,
+                    content_type: None,
+                    body: Bytes::new(),
+                    url: uri.to_string(),
+                },
+                location: Some(location),
+            });
+        }
+
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(HttpError::TooLarge { limit });
+        }
+        let body = Limited::new(body, limit)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    HttpError::TooLarge { limit }
+                } else if let Some(h) = e.downcast_ref::<hyper::Error>() {
+                    hyper_error(h)
+                } else {
+                    HttpError::Protocol(e.to_string())
+                }
+            })?
+            .to_bytes();
+        let gzip = parts
+            .headers
+            .get(header::CONTENT_ENCODING)
+            .is_some_and(is_gzip);
+        let body = if gzip { gunzip(&body, limit)? } else { body };
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok(Once {
+            response: Response {
+                status,
+                content_type,
+                body,
+                url: uri.to_string(),
+            },
+            location: None,
+        })
+    }
+}
+
+struct Once {
+    response: Response,
+    location: Option<String>,
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Resolves `host` (a name, an IPv4 literal or a bracketed IPv6 literal) through `net`,
+/// within `timeout`. IPv4 and IPv6 addresses are both returned.
+pub(crate) async fn resolve<N: Network>(
+    net: &N,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<Vec<SocketAddr>, HttpError> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let query = format!("{host}:{port}");
+    let addrs = match tokio::time::timeout(timeout, net.resolve(&query)).await {
+        Err(_) => return Err(HttpError::Timeout),
+        Ok(Err(_)) => return Err(HttpError::HostNotFound(host.to_owned())),
+        Ok(Ok(a)) => a,
+    };
+    if addrs.is_empty() {
+        return Err(HttpError::NoAddress(host.to_owned()));
+    }
+    Ok(addrs)
+}
+
+fn connect_error(e: &io::Error, host: &str) -> HttpError {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => HttpError::Refused,
+        io::ErrorKind::HostUnreachable => HttpError::NoRoute(host.to_owned()),
+        io::ErrorKind::NetworkUnreachable => HttpError::NetworkUnreachable(host.to_owned()),
+        io::ErrorKind::TimedOut => HttpError::Timeout,
+        _ => HttpError::Io(e.to_string()),
+    }
+}
+
+fn hyper_error(e: &hyper::Error) -> HttpError {
+    if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
+        HttpError::Closed
+    } else if e.is_timeout() {
+        HttpError::Timeout
+    } else if e.is_parse() || e.is_parse_status() {
+        HttpError::Protocol(e.to_string())
+    } else {
+        // Reset connections and the like.
+        let io = std::error::Error::source(e).and_then(|s| s.downcast_ref::<io::Error>());
+        match io {
+            Some(io)
+                if matches!(
+                    io.kind(),
+                    io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::ConnectionAborted
+                        | io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                HttpError::Closed
+            }
+            _ => HttpError::Protocol(e.to_string()),
+        }
+    }
+}
+
+fn is_gzip(v: &HeaderValue) -> bool {
+    v.to_str()
+        .is_ok_and(|s| s.split(',').any(|p| p.trim().eq_ignore_ascii_case("gzip")))
+}
+
+/// Decompresses a gzip body, at most `limit` bytes of output.
+fn gunzip(body: &[u8], limit: usize) -> Result<Bytes, HttpError> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|_| HttpError::Gzip)?;
+    if out.len() > limit {
+        return Err(HttpError::TooLarge { limit });
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Parses an absolute http(s) URL.
+pub(crate) fn parse_url(url: &str) -> Result<Uri, HttpError> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| HttpError::InvalidUrl(format!("{url}: {e}")))?;
+    if uri.scheme().is_none() || uri.host().is_none_or(str::is_empty) {
+        return Err(HttpError::InvalidUrl(url.to_owned()));
+    }
+    Ok(uri)
+}
+
+/// The target of a redirect: absolute, scheme-relative, absolute-path or relative-path.
+fn resolve_location(base: &Uri, location: &str) -> Option<Uri> {
+    let location = location.trim();
+    if location.is_empty() {
+        return None;
+    }
+    let scheme = base.scheme_str()?;
+    let authority = base.authority()?.as_str();
+    let target = if location.contains("://") {
+        location.to_owned()
+    } else if let Some(rest) = location.strip_prefix("//") {
+        format!("{scheme}://{rest}")
+    } else if location.starts_with('/') {
+        format!("{scheme}://{authority}{location}")
+    } else {
+        let path = base.path();
+        let dir = &path[..=path.rfind('/').unwrap_or(0)];
+        let dir = if dir.is_empty() { "/" } else { dir };
+        format!("{scheme}://{authority}{dir}{location}")
+    };
+    let uri: Uri = target.parse().ok()?;
+    matches!(uri.scheme_str(), Some("http" | "https")).then_some(uri)
+}
+
+fn tls_config(verify: bool) -> ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions");
+    if verify {
+        let mut roots = RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        builder.with_root_certificates(roots).with_no_client_auth()
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+            .with_no_client_auth()
+    }
+}
+
+/// Accepts any certificate (`tracker-http-verify-tls: false`), but still checks handshake
+/// signatures so the connection is at least consistent.
+#[derive(Debug)]
+struct NoVerify(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_targets() {
+        let base: Uri = "http://t.example:8080/a/announce?x=1".parse().unwrap();
+        let r = |l: &str| resolve_location(&base, l).map(|u| u.to_string());
+        assert_eq!(
+            r("https://o.example/x").as_deref(),
+            Some("https://o.example/x")
+        );
+        assert_eq!(r("//o.example/y").as_deref(), Some("http://o.example/y"));
+        assert_eq!(r("/b?c=d").as_deref(), Some("http://t.example:8080/b?c=d"));
+        assert_eq!(r("next").as_deref(), Some("http://t.example:8080/a/next"));
+        assert_eq!(r(""), None);
+        assert_eq!(r("ftp://o.example/"), None);
+    }
+
+    #[test]
+    fn gzip_is_bounded() {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&[b'a'; 1000]).unwrap();
+        let gz = enc.finish().unwrap();
+        assert_eq!(gunzip(&gz, 1000).unwrap().len(), 1000);
+        assert_eq!(gunzip(&gz, 999), Err(HttpError::TooLarge { limit: 999 }));
+        assert_eq!(gunzip(b"not gzip", 10), Err(HttpError::Gzip));
+    }
+
+    #[test]
+    fn urls() {
+        assert!(parse_url("http://h/announce").is_ok());
+        assert!(parse_url("/announce").is_err());
+        assert!(parse_url("http:///x").is_err());
+    }
+}

@@ -1,0 +1,226 @@
+//! Acceptance against a real tracker: opentracker (Debian package) on 127.0.0.1, over HTTP and
+//! over UDP. Two clients with different peer ids and ports announce the same torrent and each
+//! must see the other; scrape must report the right counts.
+//!
+//! Skips with a `SKIP …` line when opentracker is not installed, and fails instead when
+//! `RAIN_REQUIRE_INTEROP=1` (the convention of `tests/src/lib.rs`).
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rain_proto::InfoHash;
+use rain_proto::rng::Seed;
+use rain_proto::tracker::{Announce, AnnounceReply, Event, TrackerError};
+use rain_runtime::net::TokioNet;
+use rain_runtime::tracker_client::{TrackerClient, TrackerConfig};
+
+/// Bounds every wait on the tracker.
+const BOUND: Duration = Duration::from_secs(10);
+
+const HTTP_HASH: InfoHash = InfoHash([0x11; 20]);
+const UDP_HASH: InfoHash = InfoHash([0x22; 20]);
+/// Announced until the whitelist is loaded (a `stopped` would not tell: it is not checked).
+const PROBE_HASH: InfoHash = InfoHash([0x33; 20]);
+
+/// Whether the test may run (see `tests/src/lib.rs`, `require`).
+fn require(test: &str, tool: &str, present: bool) -> bool {
+    if present {
+        return true;
+    }
+    assert!(
+        std::env::var("RAIN_REQUIRE_INTEROP").as_deref() != Ok("1"),
+        "{test}: {tool} is required (RAIN_REQUIRE_INTEROP=1) but not installed; run scripts/install-peers.sh"
+    );
+    eprintln!("SKIP {test}: {tool} is not installed (scripts/install-peers.sh installs it)");
+    false
+}
+
+fn opentracker_installed() -> bool {
+    Command::new("opentracker")
+        .arg("-h")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// Kills opentracker when the test ends, however it ends.
+struct Tracker {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port free for both TCP and UDP on 127.0.0.1 (racy, but retried by the caller).
+fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn hex(h: &InfoHash) -> String {
+    h.0.iter().fold(String::new(), |mut s, b| {
+        use std::fmt::Write;
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Starts opentracker serving only our info-hashes (Debian's build whitelists). The
+/// directory holds the whitelist and must outlive the tracker.
+async fn start_tracker() -> (Tracker, tempfile::TempDir) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // opentracker chroots into the directory and drops to `nobody` when run as root.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let wl = dir.path().join("whitelist");
+    std::fs::write(
+        &wl,
+        format!(
+            "{}\n{}\n{}\n",
+            hex(&HTTP_HASH),
+            hex(&UDP_HASH),
+            hex(&PROBE_HASH)
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wl, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    for _ in 0..5 {
+        let port = free_port();
+        let child = Command::new("opentracker")
+            .args([
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-P",
+                &port.to_string(),
+            ])
+            // Relative to the chroot (or working) directory.
+            .args(["-w", "whitelist", "-d"])
+            .arg(dir.path())
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn opentracker");
+        let mut t = Tracker { child, port };
+        if wait_ready(&mut t).await {
+            return (t, dir);
+        }
+    }
+    panic!("opentracker did not start");
+}
+
+/// Waits until the tracker answers an announce for a whitelisted torrent.
+async fn wait_ready(t: &mut Tracker) -> bool {
+    let client = client(9);
+    let url = format!("http://127.0.0.1:{}/announce", t.port);
+    let probe = announce(PROBE_HASH, 9, 9999, 0, Event::Started);
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = t.child.try_wait() {
+            return false; // exited: the port was taken, probably
+        }
+        match client.announce(&url, &probe, None, false).await {
+            Ok(_) => return true,
+            // The whitelist is loaded by a thread shortly after start.
+            Err(TrackerError::Refused { .. } | TrackerError::Transport(_)) => {}
+            Err(e) => panic!("opentracker probe: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+fn client(n: u64) -> TrackerClient<TokioNet> {
+    let mut config = TrackerConfig::default();
+    config.http.timeout = Duration::from_secs(5);
+    config.udp.timeout = Duration::from_secs(5);
+    config.udp.retransmit_base = Duration::from_millis(500);
+    TrackerClient::new(TokioNet, config, Seed::from_u64(n))
+}
+
+fn announce(info_hash: InfoHash, n: u8, port: u16, left: u64, event: Event) -> Announce {
+    let mut peer_id = *b"-RN0010-000000000000";
+    peer_id[19] = b'0' + n;
+    Announce {
+        info_hash,
+        peer_id,
+        port,
+        uploaded: 0,
+        downloaded: 0,
+        left,
+        event,
+        num_want: 50,
+        key: u32::from(n),
+    }
+}
+
+async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(BOUND, f).await.expect("bounded wait")
+}
+
+fn has_peer(r: &AnnounceReply, port: u16) -> bool {
+    let want: SocketAddr = ([127, 0, 0, 1], port).into();
+    r.peers.contains(&want)
+}
+
+/// A seeder (port 1111) and a leecher (port 2222) announce; each sees the other; scrape says
+/// one seeder and one leecher.
+async fn two_peers_find_each_other(url: &str, hash: InfoHash) {
+    let (a, b) = (client(1), client(2));
+    let seeder = announce(hash, 1, 1111, 0, Event::Started);
+    let leecher = announce(hash, 2, 2222, 1000, Event::Started);
+
+    bounded(a.announce(url, &seeder, None, false))
+        .await
+        .unwrap();
+    let rb = bounded(b.announce(url, &leecher, None, false))
+        .await
+        .unwrap();
+    assert!(
+        has_peer(&rb, 1111),
+        "{url}: leecher sees the seeder: {rb:?}"
+    );
+    let again = Announce {
+        event: Event::None,
+        ..seeder
+    };
+    let ra = bounded(a.announce(url, &again, None, false)).await.unwrap();
+    assert!(
+        has_peer(&ra, 2222),
+        "{url}: seeder sees the leecher: {ra:?}"
+    );
+    assert_eq!((ra.seeders, ra.leechers), (Some(1), Some(1)), "{url}");
+
+    let s = bounded(a.scrape(url, &hash, false)).await.unwrap();
+    assert_eq!((s.seeders, s.leechers), (1, 1), "{url}: scrape {s:?}");
+}
+
+#[tokio::test]
+async fn opentracker_http_and_udp() {
+    if !require(
+        "opentracker_http_and_udp",
+        "opentracker",
+        opentracker_installed(),
+    ) {
+        return;
+    }
+    let (t, _dir) = start_tracker().await;
+    two_peers_find_each_other(&format!("http://127.0.0.1:{}/announce", t.port), HTTP_HASH).await;
+    two_peers_find_each_other(&format!("udp://127.0.0.1:{}/announce", t.port), UDP_HASH).await;
+    drop(t);
+}
