@@ -10,12 +10,16 @@
 //! Trackers: a bounded HTTP/1.1 client ([`http`]), the shared-socket UDP tracker transport
 //! ([`udp_tracker`]) and the [`tracker_client::TrackerClient`] that dispatches by scheme.
 
+pub mod announce;
 pub mod create;
 pub mod http;
 pub mod net;
 pub mod peer;
+mod peer_task;
 pub mod resume;
+pub mod session;
 pub mod storage;
+mod torrent_task;
 pub mod tracker_client;
 pub mod udp_tracker;
 pub mod verify;

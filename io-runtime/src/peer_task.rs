@@ -1,0 +1,78 @@
+//! The task that owns one peer connection after its handshake: it registers the peer with its
+//! torrent task, forwards decoded messages to it over the torrent's bounded inbox (a full
+//! inbox stops this task from reading: backpressure reaches the socket) and writes the
+//! messages the torrent sends it, batching what is queued into one write.
+
+use std::net::SocketAddr;
+
+use rain_proto::picker::PeerKey;
+use rain_proto::torrent::{Direction, PeerInfo};
+use rain_proto::wire::Message;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::peer::Connection;
+use crate::torrent_task::Input;
+
+/// Most queued messages encoded into one socket write.
+pub const MAX_WRITE_BATCH: usize = 64;
+
+/// What the torrent task answers to a registration: the peer's key and its outbox, or
+/// `None` when the machine refused the connection.
+pub(crate) type Registration = Option<(PeerKey, mpsc::Receiver<Message>)>;
+
+/// Registers a handshaked connection with the torrent task, then runs it until either side
+/// closes it.
+pub(crate) async fn run_handshaked<S>(
+    mut conn: Connection<S>,
+    addr: SocketAddr,
+    direction: Direction,
+    inbox: mpsc::Sender<Input>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let info = PeerInfo {
+        addr,
+        direction,
+        peer_id: conn.remote.peer_id,
+        reserved: conn.remote.reserved,
+        encrypted: conn.remote.encrypted_stream,
+    };
+    let (reply, answer) = oneshot::channel();
+    if inbox.send(Input::Handshaked { info, reply }).await.is_err() {
+        return;
+    }
+    let Ok(Some((key, mut outbox))) = answer.await else {
+        return;
+    };
+    let mut batch = Vec::with_capacity(MAX_WRITE_BATCH);
+    loop {
+        tokio::select! {
+            read = conn.read_message() => {
+                let Ok(message) = read else {
+                    let _ = inbox.send(Input::Closed(key)).await;
+                    return;
+                };
+                if inbox.send(Input::Message(key, message)).await.is_err() {
+                    return;
+                }
+            }
+            next = outbox.recv() => {
+                // `None`: the torrent disconnected this peer; dropping the connection closes it.
+                let Some(message) = next else { return };
+                batch.clear();
+                batch.push(message);
+                while batch.len() < MAX_WRITE_BATCH {
+                    match outbox.try_recv() {
+                        Ok(m) => batch.push(m),
+                        Err(_) => break,
+                    }
+                }
+                if conn.send(&batch).await.is_err() {
+                    let _ = inbox.send(Input::Closed(key)).await;
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,1159 @@
+//! [`Session`]: the library API, the Rust twin of rain's `torrent.Session` (DESIGN.md §3).
+//!
+//! A session owns the resume database, the per-torrent port pool and one
+//! [torrent task](crate::torrent_task) per torrent. Every method that concerns one torrent is a
+//! request to that torrent's task; the session itself holds only the list of torrents.
+//!
+//! ```no_run
+//! # async fn demo(bytes: Vec<u8>) -> Result<(), rain_runtime::session::SessionError> {
+//! use rain_runtime::session::{AddOptions, Session, SessionConfig};
+//! let session = Session::new(SessionConfig::default()).await?;
+//! let t = session.add_torrent(&bytes, AddOptions::default()).await?;
+//! println!("{} on port {}", t.id, t.port);
+//! session.close().await?;
+//! # Ok(()) }
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use rain_proto::InfoHash;
+use rain_proto::magnet;
+use rain_proto::metainfo::{self, Info, Metainfo};
+use rain_proto::mse::EncryptionPolicy;
+use rain_proto::rng::{Rng, Seed};
+use rain_proto::torrent::{PeerView, Stats, Status, TorrentConfig};
+use rain_proto::tracker::announcer::TrackerStatus;
+use rain_proto::wire::{Limits, PeerId};
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+
+use crate::announce::Announcer;
+use crate::net::{Network, TokioNet};
+use crate::peer::Timeouts;
+use crate::resume::{
+    LastShutdown, Progress, ResumeDb, ResumeDbOptions, ResumeError, TorrentRecord,
+};
+use crate::storage::{FileCache, FileStorage, FileStorageOptions, storage_root};
+use crate::torrent_task::{self, Command, Counters, Shared, TaskHandle, TaskSpec};
+use crate::tracker_client::{TrackerClient, TrackerConfig};
+
+/// Capacity of the session event channel; slow subscribers miss the oldest events.
+pub const EVENT_CAPACITY: usize = 1024;
+/// Outgoing connections being set up at once, session-wide.
+pub const MAX_CONCURRENT_DIALS: usize = 256;
+/// Blocks read from disk at once for uploads, session-wide.
+pub const MAX_CONCURRENT_READS: usize = 64;
+/// Longest wait for one torrent to stop at close or remove.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long `close` waits for the last users of the database to finish.
+pub const DB_RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The runtime-relevant configuration keys, with rain's defaults (reference §4). The daemon
+/// maps its YAML configuration onto this.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionConfig {
+    /// `database`: the resume database file.
+    pub database: PathBuf,
+    /// `data-dir`: where torrent data goes.
+    pub data_dir: PathBuf,
+    /// `data-dir-includes-torrent-id`.
+    pub data_dir_includes_torrent_id: bool,
+    /// `host`: IP of the per-torrent listeners.
+    pub host: IpAddr,
+    /// `port-begin`: first port of the per-torrent pool (inclusive).
+    pub port_begin: u16,
+    /// `port-end`: end of the pool (exclusive).
+    pub port_end: u16,
+    /// `max-open-files`: open-file cache size.
+    pub max_open_files: usize,
+    /// `file-permissions` for created directories (files get it without execute bits).
+    pub file_permissions: u32,
+    /// `pex-enabled`.
+    pub pex_enabled: bool,
+    /// `resume-write-interval`.
+    pub resume_write_interval: Duration,
+    /// `resume-on-startup`: start the torrents stored as started.
+    pub resume_on_startup: bool,
+    /// `peer-connect-timeout`.
+    pub peer_connect_timeout: Duration,
+    /// `peer-handshake-timeout`.
+    pub peer_handshake_timeout: Duration,
+    /// `disable-outgoing-encryption`.
+    pub disable_outgoing_encryption: bool,
+    /// `force-outgoing-encryption`.
+    pub force_outgoing_encryption: bool,
+    /// `force-incoming-encryption`.
+    pub force_incoming_encryption: bool,
+    /// `dht-enabled` (the DHT is not wired into the runtime yet; must stay `false`).
+    pub dht_enabled: bool,
+    /// `tracker-num-want`.
+    pub tracker_num_want: u32,
+    /// `tracker-stop-timeout`.
+    pub tracker_stop_timeout: Duration,
+    /// `tracker-http-timeout`: bound on one announce.
+    pub tracker_http_timeout: Duration,
+    /// `max-torrent-size`.
+    pub max_torrent_size: usize,
+    /// `max-pieces`.
+    pub max_pieces: u32,
+    /// `max-metadata-size` (also the largest peer message).
+    pub max_metadata_size: u32,
+    /// `unchoked-peers`.
+    pub unchoked_peers: usize,
+    /// `optimistic-unchoked-peers`.
+    pub optimistic_unchoked_peers: usize,
+    /// `max-requests-in`.
+    pub max_requests_in: u32,
+    /// `max-requests-out`.
+    pub max_requests_out: u32,
+    /// `default-requests-out`.
+    pub default_requests_out: u32,
+    /// `request-timeout`.
+    pub request_timeout: Duration,
+    /// `max-peer-dial`.
+    pub max_peer_dial: usize,
+    /// `max-peer-accept`.
+    pub max_peer_accept: usize,
+    /// `parallel-metadata-downloads`.
+    pub parallel_metadata_downloads: usize,
+    /// `allowed-fast-set`.
+    pub allowed_fast_set: usize,
+    /// Piece memory per torrent (its share of `write-cache-size`).
+    pub max_piece_memory: u64,
+    /// Threads hashing pieces at once (downloads and verification); 0 means every core.
+    pub hash_threads: usize,
+    /// Seed for every id and RNG of the session (tests, simulation); `None` seeds from the OS.
+    pub seed: Option<u64>,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+        let t = TorrentConfig::default();
+        SessionConfig {
+            database: home.join("rain").join("session.db"),
+            data_dir: home.join("rain").join("data"),
+            data_dir_includes_torrent_id: true,
+            host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port_begin: 20000,
+            port_end: 30000,
+            max_open_files: 10240,
+            file_permissions: 0o750,
+            pex_enabled: true,
+            resume_write_interval: Duration::from_secs(30),
+            resume_on_startup: true,
+            peer_connect_timeout: Duration::from_secs(5),
+            peer_handshake_timeout: Duration::from_secs(10),
+            disable_outgoing_encryption: false,
+            force_outgoing_encryption: false,
+            force_incoming_encryption: false,
+            dht_enabled: false,
+            tracker_num_want: 200,
+            tracker_stop_timeout: Duration::from_secs(5),
+            tracker_http_timeout: Duration::from_secs(10),
+            max_torrent_size: 10 * 1024 * 1024,
+            max_pieces: 65536,
+            max_metadata_size: Limits::DEFAULT_MAX_MESSAGE_LEN,
+            unchoked_peers: t.choker.unchoked_peers,
+            optimistic_unchoked_peers: t.choker.optimistic_unchoked_peers,
+            max_requests_in: t.max_requests_in,
+            max_requests_out: t.max_requests_out,
+            default_requests_out: t.default_requests_out,
+            request_timeout: t.request_timeout,
+            max_peer_dial: t.max_peer_dial,
+            max_peer_accept: t.max_peer_accept,
+            parallel_metadata_downloads: t.parallel_metadata_downloads,
+            allowed_fast_set: t.allowed_fast_set,
+            max_piece_memory: t.max_piece_memory,
+            hash_threads: 0,
+            seed: None,
+        }
+    }
+}
+
+impl SessionConfig {
+    fn torrent_config(&self) -> TorrentConfig {
+        let mut t = TorrentConfig::default();
+        t.choker.unchoked_peers = self.unchoked_peers;
+        t.choker.optimistic_unchoked_peers = self.optimistic_unchoked_peers;
+        t.max_requests_in = self.max_requests_in;
+        t.max_requests_out = self.max_requests_out;
+        t.default_requests_out = self.default_requests_out;
+        t.request_timeout = self.request_timeout;
+        t.max_peer_dial = self.max_peer_dial;
+        t.max_peer_accept = self.max_peer_accept;
+        t.parallel_metadata_downloads = self.parallel_metadata_downloads;
+        t.allowed_fast_set = self.allowed_fast_set;
+        t.max_metadata_size = u64::from(self.max_metadata_size);
+        t.max_piece_memory = self.max_piece_memory;
+        t.pex_enabled = self.pex_enabled;
+        t.announcer.num_want = self.tracker_num_want;
+        t.announcer.stop_timeout = self.tracker_stop_timeout;
+        t.client_version = format!("Rain {}", env!("CARGO_PKG_VERSION"));
+        t
+    }
+
+    fn metainfo_limits(&self) -> metainfo::Limits {
+        metainfo::Limits {
+            max_torrent_size: self.max_torrent_size,
+            max_pieces: self.max_pieces,
+            ..metainfo::Limits::default()
+        }
+    }
+}
+
+/// rain's add options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddOptions {
+    /// A custom torrent id; `None` generates one.
+    pub id: Option<String>,
+    /// Add without starting.
+    pub stopped: bool,
+    /// Stop once the download completes.
+    pub stop_after_download: bool,
+    /// Stop once the metadata arrives (magnet links).
+    pub stop_after_metadata: bool,
+}
+
+/// A torrent as `list` shows it (rain's RPC `Torrent` object).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TorrentSummary {
+    /// The torrent id.
+    pub id: String,
+    /// The initial name (`dn` for magnets).
+    pub name: String,
+    /// The info-hash.
+    pub info_hash: InfoHash,
+    /// The listen port.
+    pub port: u16,
+    /// When it was added, Unix seconds.
+    pub added_at: i64,
+}
+
+/// rain's torrent `Stats`: the machine's [`Stats`] plus what only the runtime knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TorrentStats {
+    /// The torrent id.
+    pub id: String,
+    /// The info-hash.
+    pub info_hash: InfoHash,
+    /// The listen port.
+    pub port: u16,
+    /// The info name once known, else the initial name.
+    pub name: String,
+    /// The status, including the runtime's Verifying.
+    pub status: Status,
+    /// The last error that stopped the torrent, worded for users.
+    pub error: Option<String>,
+    /// The machine's statistics (`status` and `pieces.checked` set by the runtime).
+    pub stats: Stats,
+}
+
+/// One file of a torrent (rain's RPC `File`; padding files are left out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    /// Path with `/` separators, including the torrent name for multi-file torrents.
+    pub path: String,
+    /// Length in bytes.
+    pub length: u64,
+}
+
+/// Session statistics (the part of rain's `SessionStats` known so far).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Time since the session was created.
+    pub uptime: Duration,
+    /// Torrents in the session.
+    pub torrents: usize,
+    /// Connected peers over all torrents.
+    pub peers: usize,
+    /// Free ports left in the pool.
+    pub ports_available: usize,
+    /// Verifications of existing data started since the session was created.
+    pub verifications: u64,
+    /// Pieces hashed by those verifications.
+    pub pieces_checked: u64,
+    /// Downloaded pieces hashed and written.
+    pub pieces_written: u64,
+}
+
+/// What the session tells its subscribers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// A magnet torrent received its info dictionary.
+    MetadataReceived {
+        /// The torrent.
+        id: String,
+    },
+    /// Every wanted piece is downloaded.
+    Completed {
+        /// The torrent.
+        id: String,
+    },
+    /// The torrent stopped, with the error that stopped it (`None` for a user stop).
+    Stopped {
+        /// The torrent.
+        id: String,
+        /// The error.
+        error: Option<String>,
+    },
+    /// The torrent listens for peers on `port`.
+    Listening {
+        /// The torrent.
+        id: String,
+        /// The port.
+        port: u16,
+    },
+}
+
+/// Why a session operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// An invalid configuration.
+    #[error("invalid configuration: {0}")]
+    Config(&'static str),
+    /// The resume database failed.
+    #[error(transparent)]
+    Database(#[from] ResumeError),
+    /// Bad `.torrent` data.
+    #[error("input error: {0}")]
+    InvalidTorrent(#[from] metainfo::Error),
+    /// A bad magnet link.
+    #[error("input error: {0}")]
+    InvalidMagnet(#[from] magnet::Error),
+    /// A URI this session cannot add.
+    #[error("unsupported URI: {0}")]
+    UnsupportedUri(String),
+    /// The custom id is taken.
+    #[error("duplicate torrent id")]
+    DuplicateId,
+    /// The custom id cannot be used (empty, too long, or not a directory name).
+    #[error("invalid torrent id {0:?}")]
+    InvalidId(String),
+    /// No such torrent.
+    #[error("torrent not found")]
+    NotFound(String),
+    /// The port pool is exhausted.
+    #[error("no free port")]
+    NoFreePort,
+    /// The metadata of a magnet link has not arrived.
+    #[error("torrent metadata not ready")]
+    MetadataNotReady,
+    /// Private torrents have no magnet link.
+    #[error("private torrents have no magnet link")]
+    Private,
+    /// An address that does not resolve.
+    #[error("invalid peer address {0:?}")]
+    InvalidAddress(String),
+    /// A file operation failed (removing data).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The session is closing.
+    #[error("session is closed")]
+    Closed,
+}
+
+#[derive(Debug)]
+struct Entry {
+    summary: TorrentSummary,
+    trackers: Vec<Vec<String>>,
+    handle: TaskHandle,
+}
+
+#[derive(Debug)]
+struct State {
+    torrents: BTreeMap<String, Entry>,
+    free_ports: BTreeSet<u16>,
+    rng: Rng,
+}
+
+/// A BitTorrent session: many torrents, one resume database. Create it inside a tokio
+/// runtime; end it with [`Session::close`] (dropping it instead counts as a crash: torrent
+/// tasks are aborted and the next start re-checks data).
+#[derive(Debug)]
+pub struct Session<N: Network = TokioNet> {
+    shared: Arc<Shared<N>>,
+    state: Mutex<State>,
+    config: SessionConfig,
+    started: tokio::time::Instant,
+    invalid: Vec<String>,
+}
+
+impl Session<TokioNet> {
+    /// Opens a session on the real network with the http/https/udp tracker client (see
+    /// [`Session::with_parts`]; pass [`crate::announce::NoAnnouncer`] there for no trackers).
+    pub async fn new(config: SessionConfig) -> Result<Self, SessionError> {
+        let seed = config
+            .seed
+            .map_or_else(os_seed, |s| Seed::from_u64(s ^ 0x0074_7261_636b_6572));
+        let tracker = TrackerClient::new(TokioNet, TrackerConfig::default(), seed);
+        Self::with_parts(config, TokioNet, Arc::new(tracker)).await
+    }
+}
+
+fn os_seed() -> Seed {
+    let mut s = [0u8; 32];
+    let ok = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut s))
+        .is_ok();
+    if !ok {
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        return Seed::from_u64(t as u64 ^ u64::from(std::process::id()));
+    }
+    Seed(s)
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn peer_id(rng: &mut Rng) -> PeerId {
+    let v = env!("CARGO_PKG_VERSION");
+    PeerId::generate(v, rng)
+        .unwrap_or_else(|_| PeerId::generate("0", rng).unwrap_or(PeerId(*b"-RN0-000000000000000")))
+}
+
+impl<N: Network> Session<N> {
+    /// Opens a session on network `net` with tracker transport `announcer`: opens the resume
+    /// database, restores every stored torrent with its port and counters, and starts those
+    /// stored as started (`resume-on-startup`).
+    pub async fn with_parts(
+        config: SessionConfig,
+        net: N,
+        announcer: Arc<dyn Announcer>,
+    ) -> Result<Self, SessionError> {
+        if config.port_begin >= config.port_end {
+            return Err(SessionError::Config(
+                "port-begin must be less than port-end",
+            ));
+        }
+        if config.dht_enabled {
+            return Err(SessionError::Config("the DHT is not supported yet"));
+        }
+        let policy = EncryptionPolicy::from_config(
+            config.disable_outgoing_encryption,
+            config.force_outgoing_encryption,
+            config.force_incoming_encryption,
+        )
+        .map_err(|_| SessionError::Config("disable- and force-outgoing-encryption are both set"))?;
+        let path = config.database.clone();
+        let opts = ResumeDbOptions {
+            file_permissions: config.file_permissions,
+            ..ResumeDbOptions::default()
+        };
+        let db = tokio::task::spawn_blocking(move || ResumeDb::open(&path, &opts))
+            .await
+            .map_err(|e| SessionError::Io(std::io::Error::other(e)))??;
+        let db = Arc::new(db);
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        let hash = if config.hash_threads == 0 {
+            cores
+        } else {
+            config.hash_threads
+        };
+        let mut storage_opts = FileStorageOptions::new(config.data_dir.clone());
+        storage_opts.data_dir_includes_torrent_id = config.data_dir_includes_torrent_id;
+        storage_opts.file_permissions = config.file_permissions;
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let shared = Arc::new(Shared {
+            net,
+            torrent_config: config.torrent_config(),
+            storage_opts,
+            host: config.host,
+            timeouts: Timeouts {
+                connect: config.peer_connect_timeout,
+                handshake: config.peer_handshake_timeout,
+            },
+            limits: Limits {
+                max_message_len: config.max_metadata_size,
+                ..Limits::default()
+            },
+            policy,
+            resume_write_interval: config.resume_write_interval,
+            tracker_timeout: config.tracker_http_timeout,
+            hash_threads: hash,
+            trust_stored_bitfields: db.last_shutdown() == LastShutdown::Clean,
+            db: RwLock::new(Some(db.clone())),
+            cache: Arc::new(FileCache::new(config.max_open_files.max(1))),
+            hash_sem: Arc::new(Semaphore::new(hash)),
+            read_sem: Arc::new(Semaphore::new(MAX_CONCURRENT_READS)),
+            dial_sem: Arc::new(Semaphore::new(MAX_CONCURRENT_DIALS)),
+            announcer,
+            events,
+            epoch: tokio::time::Instant::now(),
+            counters: Counters::default(),
+        });
+        let rng = Rng::new(config.seed.map_or_else(os_seed, Seed::from_u64));
+        let mut state = State {
+            torrents: BTreeMap::new(),
+            free_ports: (config.port_begin..config.port_end).collect(),
+            rng,
+        };
+        let loaded = {
+            let db = db.clone();
+            tokio::task::spawn_blocking(move || db.load_torrents())
+                .await
+                .map_err(|e| SessionError::Io(std::io::Error::other(e)))??
+        };
+        let limits = config.metainfo_limits();
+        let mut invalid: Vec<String> = loaded.failed.into_iter().map(|(id, _)| id).collect();
+        let mut to_start = Vec::new();
+        for (id, record) in loaded.ok {
+            let info = if record.info.is_empty() {
+                None
+            } else if let Ok(info) = Info::from_bytes(&record.info, &limits) {
+                Some((info, Bytes::from(record.info.clone())))
+            } else {
+                invalid.push(id);
+                continue;
+            };
+            state.free_ports.remove(&record.port);
+            let spec = TaskSpec {
+                id: id.clone(),
+                info_hash: record.info_hash,
+                name: record.name.clone(),
+                port: record.port,
+                info,
+                trackers: record.trackers.clone(),
+                fixed_peers: record
+                    .fixed_peers
+                    .iter()
+                    .filter_map(|p| p.parse().ok())
+                    .collect(),
+                progress: record.progress.clone(),
+                stop_after_download: record.stop_after_download,
+                stop_after_metadata: record.stop_after_metadata,
+                peer_id: peer_id(&mut state.rng),
+                seed: state.rng.child(),
+            };
+            let handle = torrent_task::spawn(shared.clone(), spec);
+            if config.resume_on_startup && record.started {
+                to_start.push(handle.cmd.clone());
+            }
+            state.torrents.insert(
+                id.clone(),
+                Entry {
+                    summary: TorrentSummary {
+                        id,
+                        name: record.name,
+                        info_hash: record.info_hash,
+                        port: record.port,
+                        added_at: record.added_at,
+                    },
+                    trackers: record.trackers,
+                    handle,
+                },
+            );
+        }
+        for cmd in to_start {
+            let _ = cmd.send(Command::Start).await;
+        }
+        Ok(Session {
+            shared,
+            state: Mutex::new(state),
+            config,
+            started: tokio::time::Instant::now(),
+            invalid,
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the map inconsistent in a way that
+        // matters more than refusing every later call.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Subscribes to session events.
+    pub fn subscribe(&self) -> broadcast::Receiver<SessionEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Ids of stored torrents that failed to load at startup (rain's `CleanDatabase` input).
+    pub fn invalid_torrents(&self) -> &[String] {
+        &self.invalid
+    }
+
+    // ------------------------------------------------------------ adding
+
+    /// Adds a torrent from `.torrent` bytes.
+    pub async fn add_torrent(
+        &self,
+        bytes: &[u8],
+        opts: AddOptions,
+    ) -> Result<TorrentSummary, SessionError> {
+        let mi = Metainfo::from_bytes(bytes, &self.config.metainfo_limits())?;
+        let name = mi.info.name.clone();
+        let info_bytes = Bytes::from(mi.info_bytes);
+        self.add(
+            mi.info_hash,
+            name,
+            Some((mi.info, info_bytes)),
+            mi.trackers,
+            Vec::new(),
+            opts,
+        )
+        .await
+    }
+
+    /// Adds a torrent from a magnet link.
+    pub async fn add_magnet(
+        &self,
+        link: &str,
+        opts: AddOptions,
+    ) -> Result<TorrentSummary, SessionError> {
+        let m = magnet::parse(link)?;
+        let name = m.name.clone().unwrap_or_else(|| m.info_hash.to_hex());
+        self.add(m.info_hash, name, None, m.trackers, m.peers, opts)
+            .await
+    }
+
+    /// Adds from a URI: `magnet:` links. Fetching `.torrent` files over http(s) is not
+    /// supported yet and gives [`SessionError::UnsupportedUri`].
+    pub async fn add_uri(
+        &self,
+        uri: &str,
+        opts: AddOptions,
+    ) -> Result<TorrentSummary, SessionError> {
+        if uri.starts_with("magnet:") {
+            return self.add_magnet(uri, opts).await;
+        }
+        if uri.starts_with("http://") || uri.starts_with("https://") {
+            return Err(SessionError::UnsupportedUri(format!(
+                "{uri}: adding torrents by http(s) URL is not supported yet"
+            )));
+        }
+        Err(SessionError::UnsupportedUri(uri.to_owned()))
+    }
+
+    async fn add(
+        &self,
+        info_hash: InfoHash,
+        name: String,
+        info: Option<(Info, Bytes)>,
+        trackers: Vec<Vec<String>>,
+        fixed_peers: Vec<String>,
+        opts: AddOptions,
+    ) -> Result<TorrentSummary, SessionError> {
+        let (id, port, peer_id, seed) = {
+            let mut st = self.state();
+            let id = if let Some(id) = &opts.id {
+                if id.is_empty() || id.len() > crate::resume::MAX_KEY_LEN {
+                    return Err(SessionError::InvalidId(id.clone()));
+                }
+                id.clone()
+            } else {
+                let mut raw = [0u8; 16];
+                st.rng.fill(&mut raw);
+                data_encoding::BASE64URL_NOPAD.encode(&raw)
+            };
+            if storage_root(&self.shared.storage_opts, &id).is_err() {
+                return Err(SessionError::InvalidId(id));
+            }
+            if st.torrents.contains_key(&id) {
+                return Err(SessionError::DuplicateId);
+            }
+            if st.free_ports.is_empty() {
+                return Err(SessionError::NoFreePort);
+            }
+            let free = st.free_ports.len() as u64;
+            let n = st.rng.below(free) as usize;
+            let port = *st
+                .free_ports
+                .iter()
+                .nth(n)
+                .ok_or(SessionError::NoFreePort)?;
+            st.free_ports.remove(&port);
+            let peer_id = peer_id(&mut st.rng);
+            let seed = st.rng.child();
+            (id, port, peer_id, seed)
+        };
+        let record = TorrentRecord {
+            info_hash,
+            port,
+            name: name.clone(),
+            trackers: trackers.clone(),
+            url_list: Vec::new(),
+            fixed_peers: fixed_peers.clone(),
+            info: info.as_ref().map(|(_, b)| b.to_vec()).unwrap_or_default(),
+            progress: Progress::default(),
+            added_at: unix_now(),
+            started: false,
+            stop_after_download: opts.stop_after_download,
+            stop_after_metadata: opts.stop_after_metadata,
+            complete_cmd_run: false,
+            sequential: false,
+            parser_version: 3,
+        };
+        let summary = TorrentSummary {
+            id: id.clone(),
+            name: name.clone(),
+            info_hash,
+            port,
+            added_at: record.added_at,
+        };
+        let put = match self.shared.db() {
+            Ok(db) => {
+                let (id, record) = (id.clone(), record.clone());
+                tokio::task::spawn_blocking(move || db.put_torrent(&id, &record))
+                    .await
+                    .map_err(|e| SessionError::Io(std::io::Error::other(e)))
+                    .and_then(|r| r.map_err(SessionError::from))
+            }
+            Err(e) => Err(e),
+        };
+        {
+            let mut st = self.state();
+            if let Err(e) = put {
+                st.free_ports.insert(port);
+                return Err(e);
+            }
+            if st.torrents.contains_key(&id) {
+                st.free_ports.insert(port);
+                return Err(SessionError::DuplicateId);
+            }
+            let spec = TaskSpec {
+                id: id.clone(),
+                info_hash,
+                name,
+                port,
+                info,
+                trackers: trackers.clone(),
+                fixed_peers: fixed_peers.iter().filter_map(|p| p.parse().ok()).collect(),
+                progress: Progress::default(),
+                stop_after_download: opts.stop_after_download,
+                stop_after_metadata: opts.stop_after_metadata,
+                peer_id,
+                seed,
+            };
+            let handle = torrent_task::spawn(self.shared.clone(), spec);
+            st.torrents.insert(
+                id.clone(),
+                Entry {
+                    summary: summary.clone(),
+                    trackers,
+                    handle,
+                },
+            );
+        }
+        self.start_unless(&id, opts.stopped).await?;
+        Ok(summary)
+    }
+
+    async fn start_unless(&self, id: &str, stopped: bool) -> Result<(), SessionError> {
+        if !stopped {
+            self.start(id).await?;
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ listing
+
+    /// Every torrent, in id order.
+    pub fn list(&self) -> Vec<TorrentSummary> {
+        self.state()
+            .torrents
+            .values()
+            .map(|e| e.summary.clone())
+            .collect()
+    }
+
+    /// One torrent.
+    pub fn get(&self, id: &str) -> Option<TorrentSummary> {
+        self.state().torrents.get(id).map(|e| e.summary.clone())
+    }
+
+    fn sender(&self, id: &str) -> Result<mpsc::Sender<Command>, SessionError> {
+        self.state()
+            .torrents
+            .get(id)
+            .map(|e| e.handle.cmd.clone())
+            .ok_or_else(|| SessionError::NotFound(id.to_owned()))
+    }
+
+    async fn send(&self, id: &str, c: Command) -> Result<(), SessionError> {
+        self.sender(id)?
+            .send(c)
+            .await
+            .map_err(|_| SessionError::Closed)
+    }
+
+    async fn ask<T>(
+        &self,
+        id: &str,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, SessionError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(id, make(tx)).await?;
+        rx.await.map_err(|_| SessionError::Closed)
+    }
+
+    async fn update_record(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut TorrentRecord) + Send + 'static,
+    ) -> Result<(), SessionError> {
+        let db = self.shared.db()?;
+        let id = id.to_owned();
+        tokio::task::spawn_blocking(move || db.update_torrent(&id, f))
+            .await
+            .map_err(|e| SessionError::Io(std::io::Error::other(e)))??;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ control
+
+    /// Starts a torrent (persists `started=true` first).
+    pub async fn start(&self, id: &str) -> Result<(), SessionError> {
+        self.sender(id)?;
+        self.update_record(id, |r| r.started = true).await?;
+        self.send(id, Command::Start).await
+    }
+
+    /// Stops a torrent (persists `started=false` first). Does not wait for it to stop.
+    pub async fn stop(&self, id: &str) -> Result<(), SessionError> {
+        self.sender(id)?;
+        self.update_record(id, |r| r.started = false).await?;
+        self.send(id, Command::Stop).await
+    }
+
+    /// Starts every torrent.
+    pub async fn start_all(&self) -> Result<(), SessionError> {
+        for t in self.list() {
+            self.start(&t.id).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops every torrent.
+    pub async fn stop_all(&self) -> Result<(), SessionError> {
+        for t in self.list() {
+            self.stop(&t.id).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes a torrent: stops it, deletes its record and, unless `keep_data`, its data. An
+    /// unknown id is not an error (rain).
+    pub async fn remove(&self, id: &str, keep_data: bool) -> Result<(), SessionError> {
+        let Some(entry) = self.state().torrents.remove(id) else {
+            return Ok(());
+        };
+        let info = {
+            let (tx, rx) = oneshot::channel();
+            let _ = entry.handle.cmd.send(Command::Metadata(tx)).await;
+            rx.await.ok().flatten()
+        };
+        shutdown(&entry.handle).await;
+        let _ = tokio::time::timeout(STOP_TIMEOUT, entry.handle.join).await;
+        self.state().free_ports.insert(entry.summary.port);
+        let db = self.shared.db()?;
+        let key = id.to_owned();
+        tokio::task::spawn_blocking(move || db.delete_torrent(&key))
+            .await
+            .map_err(|e| SessionError::Io(std::io::Error::other(e)))??;
+        if !keep_data {
+            let opts = self.shared.storage_opts.clone();
+            let cache = self.shared.cache.clone();
+            let id = id.to_owned();
+            tokio::task::spawn_blocking(move || remove_data(&opts, &cache, &id, info.as_ref()))
+                .await
+                .map_err(|e| SessionError::Io(std::io::Error::other(e)))??;
+        }
+        Ok(())
+    }
+
+    /// Re-checks a torrent's data: forgets the stored bitfield, stops it if running, hashes
+    /// every piece and leaves it stopped (rain).
+    pub async fn verify(&self, id: &str) -> Result<(), SessionError> {
+        self.sender(id)?;
+        self.update_record(id, |r| {
+            r.progress.bitfield = None;
+            r.started = false;
+        })
+        .await?;
+        self.send(id, Command::Verify).await
+    }
+
+    /// Asks trackers for more peers now.
+    pub async fn announce(&self, id: &str) -> Result<(), SessionError> {
+        self.send(id, Command::Announce).await
+    }
+
+    /// Adds a peer (`host:port`; hostnames are resolved). Kept until the torrent runs.
+    pub async fn add_peer(&self, id: &str, addr: &str) -> Result<(), SessionError> {
+        self.sender(id)?;
+        let resolved = if let Ok(a) = addr.parse::<SocketAddr>() {
+            a
+        } else {
+            let all = self
+                .shared
+                .net
+                .resolve(addr)
+                .await
+                .map_err(|_| SessionError::InvalidAddress(addr.to_owned()))?;
+            all.iter()
+                .find(|a| a.is_ipv4())
+                .or(all.first())
+                .copied()
+                .ok_or_else(|| SessionError::InvalidAddress(addr.to_owned()))?
+        };
+        self.send(id, Command::AddPeer(resolved)).await
+    }
+
+    /// Adds a tracker as a new tier and persists it.
+    pub async fn add_tracker(&self, id: &str, url: &str) -> Result<(), SessionError> {
+        let trackers = {
+            let mut st = self.state();
+            let e = st
+                .torrents
+                .get_mut(id)
+                .ok_or_else(|| SessionError::NotFound(id.to_owned()))?;
+            e.trackers.push(vec![url.to_owned()]);
+            e.trackers.clone()
+        };
+        self.update_record(id, move |r| r.trackers = trackers)
+            .await?;
+        self.send(id, Command::AddTracker(url.to_owned())).await
+    }
+
+    // ------------------------------------------------------------ views
+
+    /// rain's torrent `Stats`.
+    pub async fn stats(&self, id: &str) -> Result<TorrentStats, SessionError> {
+        self.ask(id, Command::Stats).await
+    }
+
+    /// Connected peers.
+    pub async fn peers(&self, id: &str) -> Result<Vec<PeerView>, SessionError> {
+        self.ask(id, Command::Peers).await
+    }
+
+    /// Tracker states (empty while stopped).
+    pub async fn trackers(&self, id: &str) -> Result<Vec<TrackerStatus>, SessionError> {
+        self.ask(id, Command::Trackers).await
+    }
+
+    async fn metadata(&self, id: &str) -> Result<(Info, Bytes), SessionError> {
+        self.ask(id, Command::Metadata)
+            .await?
+            .ok_or(SessionError::MetadataNotReady)
+    }
+
+    /// The torrent's files, padding excluded.
+    pub async fn files(&self, id: &str) -> Result<Vec<FileEntry>, SessionError> {
+        let (info, _) = self.metadata(id).await?;
+        Ok(info
+            .files
+            .iter()
+            .filter(|f| !f.padding)
+            .map(|f| FileEntry {
+                path: info.file_path(f).join("/"),
+                length: f.length,
+            })
+            .collect())
+    }
+
+    /// A magnet link for the torrent (not for private torrents).
+    pub async fn magnet(&self, id: &str) -> Result<String, SessionError> {
+        let (summary, trackers) = {
+            let st = self.state();
+            let e = st
+                .torrents
+                .get(id)
+                .ok_or_else(|| SessionError::NotFound(id.to_owned()))?;
+            (e.summary.clone(), e.trackers.clone())
+        };
+        let meta = self.ask(id, Command::Metadata).await?;
+        if meta.as_ref().is_some_and(|(i, _)| i.private) {
+            return Err(SessionError::Private);
+        }
+        let name = meta.map_or(summary.name, |(i, _)| i.name);
+        let mut link = format!("magnet:?xt=urn:btih:{}", summary.info_hash.to_hex());
+        let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        link.push_str("&dn=");
+        link.push_str(&enc(&name));
+        for url in trackers.iter().flatten() {
+            link.push_str("&tr=");
+            link.push_str(&enc(url));
+        }
+        Ok(link)
+    }
+
+    /// The `.torrent` file of the torrent: its info dictionary byte for byte, with its
+    /// trackers.
+    pub async fn torrent_bytes(&self, id: &str) -> Result<Vec<u8>, SessionError> {
+        let trackers = self
+            .state()
+            .torrents
+            .get(id)
+            .map(|e| e.trackers.clone())
+            .ok_or_else(|| SessionError::NotFound(id.to_owned()))?;
+        let (_, info_bytes) = self.metadata(id).await?;
+        Ok(encode_torrent(&info_bytes, &trackers))
+    }
+
+    /// Session statistics.
+    pub async fn session_stats(&self) -> SessionStats {
+        let (ids, torrents, ports_available) = {
+            let st = self.state();
+            let ids: Vec<String> = st.torrents.keys().cloned().collect();
+            (ids, st.torrents.len(), st.free_ports.len())
+        };
+        let mut peers = 0;
+        for id in ids {
+            if let Ok(s) = self.stats(&id).await {
+                peers += s.stats.peers.total;
+            }
+        }
+        let c = &self.shared.counters;
+        SessionStats {
+            uptime: self.started.elapsed(),
+            torrents,
+            peers,
+            ports_available,
+            verifications: c.verifications.load(Ordering::Relaxed),
+            pieces_checked: c.pieces_checked.load(Ordering::Relaxed),
+            pieces_written: c.pieces_written.load(Ordering::Relaxed),
+        }
+    }
+
+    // ------------------------------------------------------------ close
+
+    /// Closes the session gracefully: stops every torrent (keeping their `started` flag),
+    /// writes their progress, and marks the database cleanly shut down, so the next session
+    /// trusts the stored bitfields.
+    pub async fn close(&self) -> Result<(), SessionError> {
+        let entries: Vec<Entry> = std::mem::take(&mut self.state().torrents)
+            .into_values()
+            .collect();
+        for e in &entries {
+            shutdown(e).await;
+        }
+        for e in entries {
+            let _ = tokio::time::timeout(STOP_TIMEOUT, e.handle.join).await;
+        }
+        let db = self
+            .shared
+            .db
+            .write()
+            .ok()
+            .and_then(|mut g| g.take())
+            .ok_or(SessionError::Closed)?;
+        let deadline = tokio::time::Instant::now() + DB_RELEASE_TIMEOUT;
+        let mut db = db;
+        loop {
+            match Arc::try_unwrap(db) {
+                Ok(db) => {
+                    tokio::task::spawn_blocking(move || db.close())
+                        .await
+                        .map_err(|e| SessionError::Io(std::io::Error::other(e)))??;
+                    return Ok(());
+                }
+                Err(still) if tokio::time::Instant::now() < deadline => {
+                    db = still;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                // Someone still uses it: leave it unclean rather than lose data.
+                Err(_) => return Err(SessionError::Closed),
+            }
+        }
+    }
+}
+
+impl<N: Network> Drop for Session<N> {
+    fn drop(&mut self) {
+        for e in self.state().torrents.values() {
+            e.handle.join.abort();
+        }
+    }
+}
+
+/// Asks a torrent task to stop and waits (bounded) until it wrote its progress.
+async fn shutdown(e: &impl AsHandle) {
+    let (tx, rx) = oneshot::channel();
+    if e.handle().cmd.send(Command::Shutdown(tx)).await.is_ok() {
+        let _ = tokio::time::timeout(STOP_TIMEOUT, rx).await;
+    }
+}
+
+trait AsHandle {
+    fn handle(&self) -> &TaskHandle;
+}
+
+impl AsHandle for Entry {
+    fn handle(&self) -> &TaskHandle {
+        &self.handle
+    }
+}
+
+impl AsHandle for TaskHandle {
+    fn handle(&self) -> &TaskHandle {
+        self
+    }
+}
+
+fn remove_data(
+    opts: &FileStorageOptions,
+    cache: &Arc<FileCache>,
+    id: &str,
+    info: Option<&(Info, Bytes)>,
+) -> Result<(), SessionError> {
+    if opts.data_dir_includes_torrent_id {
+        let root = storage_root(opts, id).map_err(|e| std::io::Error::other(e.to_string()))?;
+        cache.close_under(&root);
+        match std::fs::remove_dir_all(&root) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    } else if let Some((info, _)) = info {
+        FileStorage::for_torrent(info, id, opts, cache.clone())
+            .and_then(|s| s.remove_files())
+            .map_err(|e| std::io::Error::other(e.to_string()).into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Encodes a `.torrent`: `announce`, `announce-list` (several trackers) and the raw `info`.
+fn encode_torrent(info_bytes: &[u8], trackers: &[Vec<String>]) -> Vec<u8> {
+    fn string(out: &mut Vec<u8>, s: &[u8]) {
+        out.extend_from_slice(s.len().to_string().as_bytes());
+        out.push(b':');
+        out.extend_from_slice(s);
+    }
+    let mut out = b"d".to_vec();
+    if let Some(first) = trackers.iter().flatten().next() {
+        string(&mut out, b"announce");
+        string(&mut out, first.as_bytes());
+    }
+    if trackers.iter().flatten().count() > 1 {
+        string(&mut out, b"announce-list");
+        out.push(b'l');
+        for tier in trackers {
+            out.push(b'l');
+            for url in tier {
+                string(&mut out, url.as_bytes());
+            }
+            out.push(b'e');
+        }
+        out.push(b'e');
+    }
+    string(&mut out, b"info");
+    out.extend_from_slice(info_bytes);
+    out.push(b'e');
+    out
+}

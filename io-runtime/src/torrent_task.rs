@@ -1,0 +1,1162 @@
+//! One tokio task per torrent: it owns the torrent's [`Torrent`] machine and performs what the
+//! machine asks (DESIGN.md §3, rain-behaviour §6.1).
+//!
+//! - The clock is tokio's, mapped to [`rain_proto::time::Instant`] as nanoseconds since the
+//!   session's start; after every input the task drains `poll_action` then `poll_event`, and
+//!   sleeps until `poll_timeout`.
+//! - Peers: the torrent listens on its own port while running; every accepted or dialled
+//!   connection is handshaked in a spawned task (dials bounded by a session-wide semaphore,
+//!   incoming handshakes by [`MAX_INCOMING_HANDSHAKES`]) and then run by
+//!   [`peer_task`](crate::peer_task), which talks to this task over the bounded inbox. Messages
+//!   to a peer go through its bounded outbox; a peer whose outbox is full is disconnected.
+//! - Disk: blocks to upload are read on blocking threads; complete pieces are SHA-1 hashed
+//!   from memory and written on a blocking pool bounded by the session's hashing semaphore.
+//! - Before the machine starts, the data is checked: a stored bitfield is trusted after a
+//!   clean shutdown when every file exists; otherwise existing data is verified (status
+//!   Verifying); a torrent without any file starts empty.
+//! - Resume: progress is written every `resume-write-interval`, at completion and at stop,
+//!   following the durability rule of [`crate::resume`]: the bitfield is taken from the
+//!   machine (which sets a bit only after its write returned), then storage is flushed, then
+//!   the progress is committed.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use rain_proto::InfoHash;
+use rain_proto::address_book::PeerSource;
+use rain_proto::bitfield::Bitfield;
+use rain_proto::metainfo::Info;
+use rain_proto::mse::EncryptionPolicy;
+use rain_proto::picker::PeerKey;
+use rain_proto::rng::{Rng, Seed};
+use rain_proto::torrent::{
+    Action, DiskError, PeerInfo, PeerView, Resume, Status, Torrent, TorrentConfig, TorrentEvent,
+    TorrentParams,
+};
+use rain_proto::tracker::announcer::{RequestId, TrackerStatus};
+use rain_proto::tracker::{AnnounceReply, TrackerError};
+use rain_proto::wire::{Limits, Message, PeerId, Reserved};
+use sha1::{Digest, Sha1};
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::announce::Announcer;
+use crate::net::{Listener, Network};
+use crate::peer::{self, Local, Timeouts};
+use crate::peer_task::{Registration, run_handshaked};
+use crate::resume::{Progress, ResumeDb, pack_bitfield, unpack_bitfield};
+use crate::session::{SessionError, SessionEvent, TorrentStats};
+use crate::storage::{FileCache, FileStorage, FileStorageOptions, Storage};
+use crate::verify::{VerifyError, VerifyOptions, verify};
+
+/// Capacity of a torrent's inbox (messages from its peers, disk and tracker results).
+pub const INBOX_CAPACITY: usize = 1024;
+/// Capacity of a torrent's command queue (requests from the session).
+pub const COMMAND_CAPACITY: usize = 64;
+/// Extra room in a peer's outbox beyond `max-requests-in` piece messages.
+pub const OUTBOX_SLACK: usize = 256;
+/// Incoming connections handshaking at once per torrent; more are dropped.
+pub const MAX_INCOMING_HANDSHAKES: usize = 32;
+/// Peers added while the torrent is not running, kept until it starts.
+pub const MAX_PENDING_PEERS: usize = 256;
+/// Longest wait for in-flight piece writes and `stopped` announces at shutdown.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Session-wide counters.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// Verifications of existing data started.
+    pub verifications: AtomicU64,
+    /// Pieces hashed by those verifications.
+    pub pieces_checked: AtomicU64,
+    /// Pieces hashed and written after download.
+    pub pieces_written: AtomicU64,
+}
+
+/// What every torrent task of a session shares.
+#[derive(Debug)]
+pub(crate) struct Shared<N> {
+    pub net: N,
+    pub torrent_config: TorrentConfig,
+    pub storage_opts: FileStorageOptions,
+    pub host: std::net::IpAddr,
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+    pub policy: EncryptionPolicy,
+    pub resume_write_interval: Duration,
+    pub tracker_timeout: Duration,
+    pub hash_threads: usize,
+    pub db: RwLock<Option<Arc<ResumeDb>>>,
+    pub trust_stored_bitfields: bool,
+    pub cache: Arc<FileCache>,
+    pub hash_sem: Arc<Semaphore>,
+    pub read_sem: Arc<Semaphore>,
+    pub dial_sem: Arc<Semaphore>,
+    pub announcer: Arc<dyn Announcer>,
+    pub events: broadcast::Sender<SessionEvent>,
+    pub epoch: tokio::time::Instant,
+    pub counters: Counters,
+}
+
+impl<N> Shared<N> {
+    /// The machine clock: nanoseconds since the session started.
+    pub fn now(&self) -> rain_proto::time::Instant {
+        rain_proto::time::Instant::from_nanos(self.epoch.elapsed().as_nanos() as u64)
+    }
+
+    fn deadline(&self, t: rain_proto::time::Instant) -> tokio::time::Instant {
+        self.epoch + Duration::from_nanos(t.as_nanos())
+    }
+
+    /// The resume database, unless the session is closing.
+    pub fn db(&self) -> Result<Arc<ResumeDb>, SessionError> {
+        self.db
+            .read()
+            .ok()
+            .and_then(|g| g.clone())
+            .ok_or(SessionError::Closed)
+    }
+
+    fn emit(&self, e: SessionEvent) {
+        let _ = self.events.send(e);
+    }
+}
+
+/// A request from the session to a torrent task.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Start,
+    Stop,
+    Stats(oneshot::Sender<TorrentStats>),
+    Peers(oneshot::Sender<Vec<PeerView>>),
+    Trackers(oneshot::Sender<Vec<TrackerStatus>>),
+    Metadata(oneshot::Sender<Option<(Info, Bytes)>>),
+    AddPeer(SocketAddr),
+    AddTracker(String),
+    Announce,
+    Verify,
+    /// Stop gracefully, write progress, end the task.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// What spawned helpers (peers, disk, trackers, verification) tell the torrent task.
+#[derive(Debug)]
+pub(crate) enum Input {
+    Handshaked {
+        info: PeerInfo,
+        reply: oneshot::Sender<Registration>,
+    },
+    DialFailed(SocketAddr),
+    Message(PeerKey, Message),
+    Closed(PeerKey),
+    BlockRead {
+        peer: PeerKey,
+        piece: u32,
+        begin: u32,
+        result: Result<Bytes, DiskError>,
+    },
+    PieceWritten {
+        piece: u32,
+        result: Result<bool, DiskError>,
+    },
+    Announced {
+        id: RequestId,
+        result: Result<AnnounceReply, TrackerError>,
+    },
+    Verified(Result<Vec<bool>, VerifyError>),
+}
+
+/// Everything a torrent task is created from.
+#[derive(Debug)]
+pub(crate) struct TaskSpec {
+    pub id: String,
+    pub info_hash: InfoHash,
+    pub name: String,
+    pub port: u16,
+    pub info: Option<(Info, Bytes)>,
+    pub trackers: Vec<Vec<String>>,
+    pub fixed_peers: Vec<SocketAddr>,
+    pub progress: Progress,
+    pub stop_after_download: bool,
+    pub stop_after_metadata: bool,
+    pub peer_id: PeerId,
+    pub seed: Seed,
+}
+
+/// The session's handle on a torrent task.
+#[derive(Debug)]
+pub(crate) struct TaskHandle {
+    pub cmd: mpsc::Sender<Command>,
+    pub join: JoinHandle<()>,
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// The machine is not running (or stopping).
+    Idle,
+    /// Existing data is being verified; start afterwards if `then_start`.
+    Verifying {
+        cancel: Arc<AtomicBool>,
+        then_start: bool,
+    },
+    /// The machine runs.
+    Running,
+}
+
+struct Task<N: Network> {
+    shared: Arc<Shared<N>>,
+    id: String,
+    info_hash: InfoHash,
+    name: String,
+    port: u16,
+    peer_id: PeerId,
+    trackers: Vec<Vec<String>>,
+    fixed_peers: Vec<SocketAddr>,
+    pending_peers: Vec<SocketAddr>,
+    stop_after_download: bool,
+    stop_after_metadata: bool,
+    rng: Rng,
+    machine: Torrent,
+    /// The machine's bitfield reflects the data (verified or trusted).
+    trusted: bool,
+    /// The stored bitfield, written back unchanged until the machine is trusted.
+    stored_bitfield: Option<Vec<u8>>,
+    storage: Option<Arc<dyn Storage>>,
+    phase: Phase,
+    checked: Arc<AtomicU32>,
+    error: Option<String>,
+    peers: BTreeMap<PeerKey, mpsc::Sender<Message>>,
+    inbox_tx: mpsc::Sender<Input>,
+    listener: Option<JoinHandle<()>>,
+    writes_in_flight: usize,
+    dirty: bool,
+    verify_requested: bool,
+    shutdown: Option<(oneshot::Sender<()>, tokio::time::Instant)>,
+}
+
+/// Spawns the task of one torrent (stopped; send [`Command::Start`] to start it).
+pub(crate) fn spawn<N: Network>(shared: Arc<Shared<N>>, spec: TaskSpec) -> TaskHandle {
+    let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
+    let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_CAPACITY);
+    let mut rng = Rng::new(spec.seed);
+    let trusted_bits = spec
+        .progress
+        .bitfield
+        .as_ref()
+        .filter(|_| shared.trust_stored_bitfields)
+        .zip(spec.info.as_ref())
+        .and_then(|(b, (info, _))| {
+            let bools = unpack_bitfield(b, info.piece_count() as usize)?;
+            Some(bitfield_of(&bools))
+        });
+    let trusted = trusted_bits.is_some();
+    let machine = new_machine(
+        &shared,
+        spec.info.as_ref(),
+        spec.info_hash,
+        spec.peer_id,
+        spec.port,
+        &spec.trackers,
+        resume_of(&spec.progress, trusted_bits),
+        (spec.stop_after_download, spec.stop_after_metadata),
+        rng.child(),
+    );
+    let storage = None;
+    let task = Task {
+        id: spec.id,
+        info_hash: spec.info_hash,
+        name: spec.name,
+        port: spec.port,
+        peer_id: spec.peer_id,
+        trackers: spec.trackers,
+        fixed_peers: spec.fixed_peers,
+        pending_peers: Vec::new(),
+        stop_after_download: spec.stop_after_download,
+        stop_after_metadata: spec.stop_after_metadata,
+        rng,
+        machine,
+        trusted,
+        stored_bitfield: spec.progress.bitfield,
+        storage,
+        phase: Phase::Idle,
+        checked: Arc::new(AtomicU32::new(0)),
+        error: None,
+        peers: BTreeMap::new(),
+        inbox_tx,
+        listener: None,
+        writes_in_flight: 0,
+        dirty: false,
+        verify_requested: false,
+        shutdown: None,
+        shared,
+    };
+    let join = tokio::spawn(task.run(cmd_rx, inbox_rx));
+    TaskHandle { cmd: cmd_tx, join }
+}
+
+fn bitfield_of(bits: &[bool]) -> Bitfield {
+    let mut b = Bitfield::new(bits.len() as u32);
+    for (i, _) in bits.iter().enumerate().filter(|(_, h)| **h) {
+        b.set(i as u32);
+    }
+    b
+}
+
+fn resume_of(p: &Progress, have: Option<Bitfield>) -> Resume {
+    Resume {
+        have,
+        downloaded: p.bytes_downloaded,
+        uploaded: p.bytes_uploaded,
+        wasted: p.bytes_wasted,
+        seeded_for: p.seeded_for,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn new_machine<N>(
+    shared: &Shared<N>,
+    info: Option<&(Info, Bytes)>,
+    info_hash: InfoHash,
+    peer_id: PeerId,
+    port: u16,
+    trackers: &[Vec<String>],
+    resume: Resume,
+    (stop_after_download, stop_after_metadata): (bool, bool),
+    seed: Seed,
+) -> Torrent {
+    let params = TorrentParams {
+        info_hash,
+        info: info.cloned(),
+        peer_id,
+        port,
+        trackers: trackers.to_vec(),
+        resume,
+        stop_after_download,
+        stop_after_metadata,
+        our_addr: None,
+    };
+    Torrent::new(params, shared.torrent_config.clone(), seed, shared.now())
+}
+
+fn disk_error(e: &crate::storage::StorageError) -> DiskError {
+    use crate::storage::StorageError as E;
+    DiskError(match e {
+        E::Io { source, .. } => source.kind(),
+        E::Missing { .. } => std::io::ErrorKind::NotFound,
+        _ => std::io::ErrorKind::InvalidData,
+    })
+}
+
+impl<N: Network> Task<N> {
+    async fn run(
+        mut self,
+        mut cmd_rx: mpsc::Receiver<Command>,
+        mut inbox_rx: mpsc::Receiver<Input>,
+    ) {
+        let mut resume_tick = tokio::time::interval(self.shared.resume_write_interval);
+        resume_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if self.try_finish_shutdown().await {
+                return;
+            }
+            let deadline = self.machine.poll_timeout().map(|t| self.shared.deadline(t));
+            let shutdown_deadline = self.shutdown.as_ref().map(|(_, d)| *d);
+            tokio::select! {
+                cmd = cmd_rx.recv() => {
+                    // `None`: the session is gone without closing; end like a crash.
+                    let Some(c) = cmd else {
+                        self.abort_all();
+                        return;
+                    };
+                    self.command(c).await;
+                }
+                Some(input) = inbox_rx.recv() => self.input(input).await,
+                () = sleep_until(deadline) => {
+                    let now = self.shared.now();
+                    self.machine.handle_timeout(now);
+                }
+                () = sleep_until(shutdown_deadline) => {
+                    self.writes_in_flight = 0;
+                    self.phase = Phase::Idle;
+                    self.finish_shutdown().await;
+                    return;
+                }
+                _ = resume_tick.tick() => {
+                    if self.dirty || matches!(self.phase, Phase::Running) {
+                        self.write_progress().await;
+                    }
+                }
+            }
+            self.drain().await;
+        }
+    }
+
+    fn abort_all(&mut self) {
+        if let Some(l) = self.listener.take() {
+            l.abort();
+        }
+        self.peers.clear();
+    }
+
+    // ------------------------------------------------------------ commands
+
+    async fn command(&mut self, c: Command) {
+        let now = self.shared.now();
+        match c {
+            Command::Start => self.begin_start().await,
+            Command::Stop => self.stop(),
+            Command::Stats(tx) => {
+                let _ = tx.send(self.stats());
+            }
+            Command::Peers(tx) => {
+                let _ = tx.send(self.machine.peers());
+            }
+            Command::Trackers(tx) => {
+                let _ = tx.send(if matches!(self.phase, Phase::Running) {
+                    self.machine.trackers()
+                } else {
+                    Vec::new()
+                });
+            }
+            Command::Metadata(tx) => {
+                let m = self
+                    .machine
+                    .info()
+                    .cloned()
+                    .zip(self.machine.info_bytes().cloned());
+                let _ = tx.send(m);
+            }
+            Command::AddPeer(addr) => {
+                if matches!(self.phase, Phase::Running) && self.machine.status() != Status::Stopping
+                {
+                    self.machine.add_peer_addr(now, addr, PeerSource::Manual);
+                } else if self.pending_peers.len() < MAX_PENDING_PEERS {
+                    self.pending_peers.push(addr);
+                }
+            }
+            Command::AddTracker(url) => {
+                self.trackers.push(vec![url.clone()]);
+                self.machine.add_tracker(now, &url);
+            }
+            Command::Announce => self.machine.announce(now),
+            Command::Verify => {
+                self.stored_bitfield = None;
+                self.trusted = false;
+                self.verify_requested = true;
+                match self.phase {
+                    Phase::Running => self.stop(),
+                    Phase::Idle if self.machine.status() == Status::Stopped => {
+                        self.verify_requested = false;
+                        self.begin_verify(false);
+                    }
+                    _ => {}
+                }
+            }
+            Command::Shutdown(done) => {
+                self.stop();
+                self.shutdown = Some((done, tokio::time::Instant::now() + SHUTDOWN_GRACE));
+            }
+        }
+    }
+
+    fn stop(&mut self) {
+        match &self.phase {
+            Phase::Running => {
+                let now = self.shared.now();
+                self.machine.stop(now);
+                if let Some(l) = self.listener.take() {
+                    l.abort();
+                }
+            }
+            Phase::Verifying { cancel, .. } => cancel.store(true, Ordering::Relaxed),
+            Phase::Idle => {}
+        }
+    }
+
+    async fn try_finish_shutdown(&mut self) -> bool {
+        if self.shutdown.is_none()
+            || !matches!(self.phase, Phase::Idle)
+            || self.writes_in_flight > 0
+            || !matches!(self.machine.status(), Status::Stopped)
+        {
+            return false;
+        }
+        self.finish_shutdown().await;
+        true
+    }
+
+    async fn finish_shutdown(&mut self) {
+        self.abort_all();
+        self.write_progress().await;
+        if let Some((done, _)) = self.shutdown.take() {
+            let _ = done.send(());
+        }
+    }
+
+    // ------------------------------------------------------------ start / verify
+
+    fn open_storage(&mut self) -> Result<Arc<dyn Storage>, String> {
+        if let Some(s) = &self.storage {
+            return Ok(s.clone());
+        }
+        let info = self.machine.info().ok_or("no metadata")?;
+        let s = FileStorage::for_torrent(
+            info,
+            &self.id,
+            &self.shared.storage_opts,
+            self.shared.cache.clone(),
+        )
+        .map_err(|e| e.to_string())?;
+        let s: Arc<dyn Storage> = Arc::new(s);
+        self.storage = Some(s.clone());
+        Ok(s)
+    }
+
+    fn fail_start(&mut self, e: String) {
+        self.error = Some(e.clone());
+        self.phase = Phase::Idle;
+        self.shared.emit(SessionEvent::Stopped {
+            id: self.id.clone(),
+            error: Some(e),
+        });
+    }
+
+    async fn begin_start(&mut self) {
+        match &mut self.phase {
+            Phase::Running if self.machine.status() != Status::Stopping => return,
+            Phase::Verifying { then_start, .. } => {
+                *then_start = true;
+                return;
+            }
+            _ => {}
+        }
+        self.error = None;
+        if self.machine.info().is_none() || self.trusted {
+            if self.machine.info().is_some()
+                && let Err(e) = self.allocate().await
+            {
+                return self.fail_start(e);
+            }
+            return self.start_machine();
+        }
+        let storage = match self.open_storage() {
+            Ok(s) => s,
+            Err(e) => return self.fail_start(e),
+        };
+        let any = tokio::task::spawn_blocking(move || storage.any_file_exists()).await;
+        match any {
+            Ok(Ok(false)) => {
+                self.trusted = true;
+                if let Err(e) = self.allocate().await {
+                    return self.fail_start(e);
+                }
+                self.start_machine();
+            }
+            Ok(Ok(true)) => self.begin_verify(true),
+            Ok(Err(e)) => self.fail_start(e.to_string()),
+            Err(e) => self.fail_start(e.to_string()),
+        }
+    }
+
+    /// Creates missing files (sparse, full length).
+    async fn allocate(&mut self) -> Result<(), String> {
+        let storage = self.open_storage()?;
+        tokio::task::spawn_blocking(move || storage.allocate())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+
+    fn begin_verify(&mut self, then_start: bool) {
+        let storage = match self.open_storage() {
+            Ok(s) => s,
+            Err(e) => return self.fail_start(e),
+        };
+        let Some(info) = self.machine.info() else {
+            return;
+        };
+        let hashes = info.pieces.clone();
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.checked.store(0, Ordering::Relaxed);
+        self.phase = Phase::Verifying {
+            cancel: cancel.clone(),
+            then_start,
+        };
+        self.shared
+            .counters
+            .verifications
+            .fetch_add(1, Ordering::Relaxed);
+        let shared = self.shared.clone();
+        let checked = self.checked.clone();
+        let tx = self.inbox_tx.clone();
+        let threads = self.shared.hash_threads;
+        tokio::spawn(async move {
+            let job = tokio::task::spawn_blocking(move || {
+                let opts = VerifyOptions {
+                    threads,
+                    only: None,
+                    cancel: Some(&cancel),
+                };
+                verify(&*storage, &hashes, &opts, |p| {
+                    checked.store(p.checked, Ordering::Relaxed);
+                    shared
+                        .counters
+                        .pieces_checked
+                        .fetch_add(1, Ordering::Relaxed);
+                })
+            })
+            .await;
+            let result = job.unwrap_or(Err(VerifyError::Cancelled));
+            let _ = tx.send(Input::Verified(result)).await;
+        });
+    }
+
+    async fn verified(&mut self, result: Result<Vec<bool>, VerifyError>) {
+        let Phase::Verifying { then_start, .. } = std::mem::replace(&mut self.phase, Phase::Idle)
+        else {
+            return;
+        };
+        match result {
+            Ok(bits) => {
+                let resume = Resume {
+                    have: Some(bitfield_of(&bits)),
+                    ..self.machine.resume()
+                };
+                let info = self
+                    .machine
+                    .info()
+                    .cloned()
+                    .zip(self.machine.info_bytes().cloned());
+                self.machine = new_machine(
+                    &self.shared,
+                    info.as_ref(),
+                    self.info_hash,
+                    self.peer_id,
+                    self.port,
+                    &self.trackers,
+                    resume,
+                    (self.stop_after_download, self.stop_after_metadata),
+                    self.rng.child(),
+                );
+                self.trusted = true;
+                self.write_progress().await;
+                if then_start && self.shutdown.is_none() {
+                    if let Err(e) = self.allocate().await {
+                        return self.fail_start(e);
+                    }
+                    self.start_machine();
+                } else {
+                    self.shared.emit(SessionEvent::Stopped {
+                        id: self.id.clone(),
+                        error: None,
+                    });
+                }
+            }
+            Err(VerifyError::Cancelled) => {}
+            Err(e) => self.fail_start(e.to_string()),
+        }
+    }
+
+    fn start_machine(&mut self) {
+        let now = self.shared.now();
+        self.phase = Phase::Running;
+        self.machine.start(now);
+        let peers: Vec<SocketAddr> = self
+            .fixed_peers
+            .iter()
+            .copied()
+            .chain(self.pending_peers.drain(..))
+            .collect();
+        for a in peers {
+            self.machine.add_peer_addr(now, a, PeerSource::Manual);
+        }
+        if self.listener.is_none() {
+            self.listener = Some(self.spawn_listener());
+        }
+    }
+
+    fn local(&self) -> Local {
+        Local {
+            info_hash: self.info_hash,
+            peer_id: self.peer_id,
+            reserved: Reserved::rain(false),
+        }
+    }
+
+    fn spawn_listener(&mut self) -> JoinHandle<()> {
+        let shared = self.shared.clone();
+        let local = self.local();
+        let inbox = self.inbox_tx.clone();
+        let addr = SocketAddr::new(self.shared.host, self.port);
+        let id = self.id.clone();
+        let mut rng = Rng::new(self.rng.child());
+        tokio::spawn(async move {
+            // rain runs without incoming connections when the port is taken.
+            let Ok(mut listener) = shared.net.listen(addr).await else {
+                return;
+            };
+            shared.emit(SessionEvent::Listening {
+                id,
+                port: addr.port(),
+            });
+            let handshakes = Arc::new(Semaphore::new(MAX_INCOMING_HANDSHAKES));
+            loop {
+                let Ok((stream, from)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                    continue;
+                };
+                let shared = shared.clone();
+                let inbox = inbox.clone();
+                let mut rng = Rng::new(rng.child());
+                tokio::spawn(async move {
+                    let conn = peer::accept(
+                        stream,
+                        &[local.info_hash],
+                        |ih| (*ih == local.info_hash).then_some(local),
+                        &shared.policy,
+                        shared.timeouts,
+                        shared.limits,
+                        &mut rng,
+                    )
+                    .await;
+                    drop(permit);
+                    drop(shared);
+                    if let Ok(conn) = conn {
+                        run_handshaked(conn, from, rain_proto::torrent::Direction::Incoming, inbox)
+                            .await;
+                    }
+                });
+            }
+        })
+    }
+
+    // ------------------------------------------------------------ inputs
+
+    async fn input(&mut self, input: Input) {
+        let now = self.shared.now();
+        match input {
+            Input::Handshaked { info, reply } => {
+                match self.machine.handle_peer_connected(now, info) {
+                    Ok(key) => {
+                        let cap =
+                            self.shared.torrent_config.max_requests_in as usize + OUTBOX_SLACK;
+                        let (tx, rx) = mpsc::channel(cap);
+                        if reply.send(Some((key, rx))).is_ok() {
+                            self.peers.insert(key, tx);
+                        } else {
+                            self.machine.handle_peer_closed(now, key);
+                        }
+                    }
+                    Err(_) => {
+                        let _ = reply.send(None);
+                    }
+                }
+            }
+            Input::DialFailed(addr) => self.machine.handle_dial_failed(now, addr),
+            Input::Message(key, m) => {
+                if self.peers.contains_key(&key) {
+                    self.machine.handle_message(now, key, m);
+                }
+            }
+            Input::Closed(key) => {
+                if self.peers.remove(&key).is_some() {
+                    self.machine.handle_peer_closed(now, key);
+                }
+            }
+            Input::BlockRead {
+                peer,
+                piece,
+                begin,
+                result,
+            } => self
+                .machine
+                .handle_block_read(now, peer, piece, begin, result),
+            Input::PieceWritten { piece, result } => {
+                self.writes_in_flight -= 1;
+                self.machine.handle_piece_written(now, piece, result);
+            }
+            Input::Announced { id, result } => self.machine.handle_announce_reply(now, id, result),
+            Input::Verified(r) => self.verified(r).await,
+        }
+    }
+
+    // ------------------------------------------------------------ outputs
+
+    async fn drain(&mut self) {
+        loop {
+            let mut any = false;
+            while let Some(a) = self.machine.poll_action() {
+                any = true;
+                self.perform(a);
+            }
+            let mut events = Vec::new();
+            while let Some(e) = self.machine.poll_event() {
+                events.push(e);
+            }
+            for e in events {
+                any = true;
+                self.event(e).await;
+            }
+            if !any {
+                return;
+            }
+        }
+    }
+
+    fn perform(&mut self, a: Action) {
+        match a {
+            Action::Send { peer, message } => {
+                let full = self
+                    .peers
+                    .get(&peer)
+                    .is_some_and(|tx| tx.try_send(message).is_err());
+                if full {
+                    // A peer that does not read what we send is dropped.
+                    self.peers.remove(&peer);
+                    let now = self.shared.now();
+                    self.machine.handle_peer_closed(now, peer);
+                }
+            }
+            Action::Disconnect { peer, .. } => {
+                self.peers.remove(&peer);
+            }
+            Action::Dial { addr } => self.spawn_dial(addr),
+            Action::ReadBlock {
+                peer,
+                piece,
+                begin,
+                len,
+            } => self.spawn_read(peer, piece, begin, len),
+            Action::VerifyAndWrite {
+                piece,
+                expected,
+                blocks,
+            } => self.spawn_write(piece, expected, blocks),
+            Action::Announce { request, announce } => {
+                let announcer = self.shared.announcer.clone();
+                let tx = self.inbox_tx.clone();
+                let limit = self.shared.tracker_timeout;
+                let private = self.machine.info().is_some_and(|i| i.private);
+                tokio::spawn(async move {
+                    let call = announcer.announce(
+                        &request.url,
+                        &announce,
+                        request.tracker_id.as_deref(),
+                        private,
+                    );
+                    let result = tokio::time::timeout(limit, call)
+                        .await
+                        .unwrap_or(Err(TrackerError::Timeout));
+                    let _ = tx
+                        .send(Input::Announced {
+                            id: request.id,
+                            result,
+                        })
+                        .await;
+                });
+            }
+        }
+    }
+
+    fn spawn_dial(&mut self, addr: SocketAddr) {
+        let shared = self.shared.clone();
+        let local = self.local();
+        let inbox = self.inbox_tx.clone();
+        let mut rng = Rng::new(self.rng.child());
+        tokio::spawn(async move {
+            let Ok(permit) = shared.dial_sem.clone().acquire_owned().await else {
+                return;
+            };
+            let conn = peer::dial(
+                &shared.net,
+                addr,
+                &local,
+                &shared.policy,
+                shared.timeouts,
+                shared.limits,
+                &mut rng,
+            )
+            .await;
+            drop(permit);
+            drop(shared);
+            match conn {
+                Ok(conn) => {
+                    run_handshaked(conn, addr, rain_proto::torrent::Direction::Outgoing, inbox)
+                        .await;
+                }
+                Err(_) => {
+                    let _ = inbox.send(Input::DialFailed(addr)).await;
+                }
+            }
+        });
+    }
+
+    fn spawn_read(&mut self, peer: PeerKey, piece: u32, begin: u32, len: u32) {
+        let tx = self.inbox_tx.clone();
+        let Some(storage) = self.storage.clone() else {
+            let now = self.shared.now();
+            let e = DiskError(std::io::ErrorKind::NotFound);
+            self.machine
+                .handle_block_read(now, peer, piece, begin, Err(e));
+            return;
+        };
+        let sem = self.shared.read_sem.clone();
+        tokio::spawn(async move {
+            let Ok(_permit) = sem.acquire_owned().await else {
+                return;
+            };
+            let job = tokio::task::spawn_blocking(move || {
+                let (offset, _) = storage
+                    .layout()
+                    .piece(piece)
+                    .ok_or(DiskError(std::io::ErrorKind::InvalidInput))?;
+                let mut buf = BytesMut::zeroed(len as usize);
+                storage
+                    .read(offset + u64::from(begin), &mut buf)
+                    .map_err(|e| disk_error(&e))?;
+                Ok(buf.freeze())
+            })
+            .await;
+            let result = job.unwrap_or(Err(DiskError(std::io::ErrorKind::Interrupted)));
+            let _ = tx
+                .send(Input::BlockRead {
+                    peer,
+                    piece,
+                    begin,
+                    result,
+                })
+                .await;
+        });
+    }
+
+    fn spawn_write(&mut self, piece: u32, expected: [u8; 20], blocks: Vec<Bytes>) {
+        let tx = self.inbox_tx.clone();
+        let Some(storage) = self.storage.clone() else {
+            let now = self.shared.now();
+            let e = DiskError(std::io::ErrorKind::NotFound);
+            self.machine.handle_piece_written(now, piece, Err(e));
+            return;
+        };
+        // Where each block starts: contiguous unless the piece borders padding.
+        let begins: Option<Vec<u32>> = self.machine.picker().map(|p| {
+            (0..blocks.len() as u32)
+                .map(|k| p.layout().block(piece, k).begin)
+                .collect()
+        });
+        self.writes_in_flight += 1;
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let Ok(_permit) = shared.hash_sem.clone().acquire_owned().await else {
+                return;
+            };
+            let counters = shared.clone();
+            let job = tokio::task::spawn_blocking(move || {
+                hash_and_write(&*storage, piece, &expected, blocks, begins.as_deref())
+            })
+            .await;
+            let result = job.unwrap_or(Err(DiskError(std::io::ErrorKind::Interrupted)));
+            if result == Ok(true) {
+                counters
+                    .counters
+                    .pieces_written
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            let _ = tx.send(Input::PieceWritten { piece, result }).await;
+        });
+    }
+
+    async fn event(&mut self, e: TorrentEvent) {
+        match e {
+            TorrentEvent::MetadataReceived { info_bytes } => {
+                let name = self.machine.info().map(|i| i.name.clone());
+                if let Some(n) = &name {
+                    self.name.clone_from(n);
+                }
+                let clear_started = self.stop_after_metadata;
+                let id = self.id.clone();
+                if let Ok(db) = self.shared.db() {
+                    let r = tokio::task::spawn_blocking(move || {
+                        db.update_torrent(&id, |r| {
+                            r.info = info_bytes.to_vec();
+                            if let Some(n) = name {
+                                r.name = n;
+                            }
+                            if clear_started {
+                                r.started = false;
+                                r.stop_after_metadata = false;
+                            }
+                        })
+                    })
+                    .await;
+                    if let Ok(Err(e)) = r {
+                        self.error = Some(e.to_string());
+                    }
+                }
+                self.trusted = true;
+                if let Err(e) = self.allocate().await {
+                    self.error = Some(e);
+                    self.stop();
+                }
+                self.shared.emit(SessionEvent::MetadataReceived {
+                    id: self.id.clone(),
+                });
+            }
+            TorrentEvent::PieceCompleted { .. } => self.dirty = true,
+            TorrentEvent::Completed => {
+                self.write_progress().await;
+                if self.stop_after_download {
+                    self.stop_after_download = false;
+                    let id = self.id.clone();
+                    if let Ok(db) = self.shared.db() {
+                        let _ = tokio::task::spawn_blocking(move || {
+                            db.update_torrent(&id, |r| {
+                                r.started = false;
+                                r.stop_after_download = false;
+                            })
+                        })
+                        .await;
+                    }
+                }
+                self.shared.emit(SessionEvent::Completed {
+                    id: self.id.clone(),
+                });
+            }
+            TorrentEvent::Stopped { error } => {
+                if let Some(l) = self.listener.take() {
+                    l.abort();
+                }
+                self.peers.clear();
+                self.phase = Phase::Idle;
+                self.write_progress().await;
+                let error = error.map(|e| e.to_string()).or_else(|| self.error.clone());
+                self.shared.emit(SessionEvent::Stopped {
+                    id: self.id.clone(),
+                    error,
+                });
+                if self.verify_requested && self.shutdown.is_none() {
+                    self.verify_requested = false;
+                    self.begin_verify(false);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // ------------------------------------------------------------ resume
+
+    fn progress(&self) -> Progress {
+        let r = self.machine.resume();
+        let bitfield = if self.trusted {
+            r.have.map(|b| {
+                let bools: Vec<bool> = (0..b.len()).map(|i| b.get(i)).collect();
+                pack_bitfield(&bools)
+            })
+        } else {
+            self.stored_bitfield.clone()
+        };
+        Progress {
+            bitfield,
+            bytes_downloaded: r.downloaded,
+            bytes_uploaded: r.uploaded,
+            bytes_wasted: r.wasted,
+            seeded_for: r.seeded_for,
+        }
+    }
+
+    /// Snapshot the progress, flush storage, commit (the durability rule).
+    async fn write_progress(&mut self) {
+        let progress = self.progress();
+        let Ok(db) = self.shared.db() else {
+            return;
+        };
+        let storage = self.storage.clone();
+        let id = self.id.clone();
+        let r = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            if let Some(s) = storage {
+                s.flush().map_err(|e| e.to_string())?;
+            }
+            db.put_progress(&id, &progress).map_err(|e| e.to_string())
+        })
+        .await;
+        match r {
+            Ok(Ok(())) => self.dirty = false,
+            Ok(Err(e)) => self.error = Some(e),
+            Err(e) => self.error = Some(e.to_string()),
+        }
+    }
+
+    fn stats(&self) -> TorrentStats {
+        let mut stats = self.machine.stats();
+        if let Phase::Verifying { .. } = self.phase {
+            stats.status = Status::Verifying;
+            stats.pieces.checked = self.checked.load(Ordering::Relaxed);
+        }
+        let error = stats
+            .error
+            .as_ref()
+            .map(ToString::to_string)
+            .or_else(|| self.error.clone());
+        TorrentStats {
+            id: self.id.clone(),
+            info_hash: self.info_hash,
+            port: self.port,
+            name: stats.name.clone().unwrap_or_else(|| self.name.clone()),
+            status: stats.status,
+            error,
+            stats,
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// SHA-1 of a piece from its blocks (laid out at `begins`, zeros in between for padding),
+/// then the write of the piece if it matches.
+fn hash_and_write(
+    storage: &dyn Storage,
+    piece: u32,
+    expected: &[u8; 20],
+    blocks: Vec<Bytes>,
+    begins: Option<&[u32]>,
+) -> Result<bool, DiskError> {
+    let (_, len) = storage
+        .layout()
+        .piece(piece)
+        .ok_or(DiskError(std::io::ErrorKind::InvalidInput))?;
+    let sum: u64 = blocks.iter().map(|b| b.len() as u64).sum();
+    let blocks = if sum == u64::from(len) {
+        blocks
+    } else {
+        // The piece borders padding: lay the blocks out with zeros between them.
+        let mut buf = vec![0u8; len as usize];
+        for (k, b) in blocks.iter().enumerate() {
+            let at = begins.and_then(|v| v.get(k)).copied().unwrap_or(0) as usize;
+            let end = (at + b.len()).min(buf.len());
+            buf[at..end].copy_from_slice(&b[..end - at]);
+        }
+        vec![Bytes::from(buf)]
+    };
+    let mut h = Sha1::new();
+    for b in &blocks {
+        h.update(b);
+    }
+    if h.finalize().as_slice() != expected {
+        return Ok(false);
+    }
+    storage
+        .write_piece(piece, &blocks)
+        .map_err(|e| disk_error(&e))?;
+    Ok(true)
+}

@@ -1,0 +1,255 @@
+//! Two (then three) rain sessions exchange a multi-file torrent over 127.0.0.1: download,
+//! restart from the resume database without re-hashing, and resume after a crash.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rain_proto::metainfo::{Limits, Metainfo};
+use rain_proto::torrent::Status;
+use rain_runtime::create::{CreateOptions, create_torrent};
+use rain_runtime::resume::{ResumeDb, ResumeDbOptions, unpack_bitfield};
+use rain_runtime::session::{AddOptions, Session, SessionConfig};
+use rain_runtime::storage::{FileCache, FileStorage, FileStorageOptions};
+use rain_runtime::verify::{VerifyOptions, verify};
+
+const WAIT: Duration = Duration::from_secs(60);
+const PIECE: u32 = 32 * 1024;
+/// Files of the payload, with lengths that do not align to pieces.
+const FILES: &[(&str, usize)] = &[
+    ("a.bin", 700_001),
+    ("sub/b.bin", 333_333),
+    ("c.bin", 1_200_017),
+];
+
+fn port_base() -> u16 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    20_000 + ((std::process::id().wrapping_mul(7919) ^ nanos) % 40_000) as u16
+}
+
+fn config(dir: &Path, ports: u16, seed: u64) -> SessionConfig {
+    SessionConfig {
+        database: dir.join("session.db"),
+        data_dir: dir.join("data"),
+        host: "127.0.0.1".parse().unwrap(),
+        port_begin: ports,
+        port_end: ports + 20,
+        resume_write_interval: Duration::from_millis(200),
+        seed: Some(seed),
+        ..SessionConfig::default()
+    }
+}
+
+fn payload() -> Vec<Vec<u8>> {
+    let mut x: u32 = 0x1234_5678;
+    FILES
+        .iter()
+        .map(|&(_, len)| {
+            (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn write_payload(root: &Path, data: &[Vec<u8>]) {
+    for (&(name, _), bytes) in FILES.iter().zip(data) {
+        let p = root.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+}
+
+fn assert_payload(root: &Path, data: &[Vec<u8>]) {
+    for (&(name, _), bytes) in FILES.iter().zip(data) {
+        let got = std::fs::read(root.join(name)).unwrap();
+        assert!(got == *bytes, "{name} differs under {}", root.display());
+    }
+}
+
+async fn wait_status(s: &Session, id: &str, want: Status) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let st = s.stats(id).await.unwrap();
+        if st.status == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{id}: still {:?} ({}/{} pieces, error {:?}) after {WAIT:?}",
+            st.status,
+            st.stats.pieces.have,
+            st.stats.pieces.total,
+            st.error
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn data_root(dir: &Path, id: &str) -> PathBuf {
+    dir.join("data").join(id).join("payload")
+}
+
+#[test]
+fn loopback_transfer() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b, dir_p, dir_c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("p"),
+        tmp.path().join("c"),
+    );
+    let base = port_base();
+    let data = payload();
+    let src = data_root(&dir_a, "seed");
+    write_payload(&src, &data);
+    let torrent = create_torrent(&CreateOptions {
+        paths: vec![src.clone()],
+        piece_length: Some(PIECE),
+        ..CreateOptions::default()
+    })
+    .unwrap();
+    let info = Metainfo::from_bytes(&torrent, &Limits::default())
+        .unwrap()
+        .info;
+    let fixed = |id: &str| AddOptions {
+        id: Some(id.to_owned()),
+        ..AddOptions::default()
+    };
+
+    // 1. A seeds (verifies its data on add), B downloads from it.
+    let a = rt.block_on(async {
+        let a = Session::new(config(&dir_a, base, 1)).await.unwrap();
+        a.add_torrent(&torrent, fixed("seed")).await.unwrap();
+        wait_status(&a, "seed", Status::Seeding).await;
+        assert!(a.session_stats().await.verifications >= 1);
+        a
+    });
+    let a_port = a.get("seed").unwrap().port;
+    let a_addr = format!("127.0.0.1:{a_port}");
+    rt.block_on(async {
+        let b = Session::new(config(&dir_b, base + 20, 2)).await.unwrap();
+        let t = b
+            .add_torrent(&torrent, AddOptions::default())
+            .await
+            .unwrap();
+        assert_ne!(t.port, a_port);
+        b.add_peer(&t.id, &a_addr).await.unwrap();
+        wait_status(&b, &t.id, Status::Seeding).await;
+        assert_eq!(
+            b.session_stats().await.pieces_written,
+            u64::from(info.piece_count())
+        );
+        assert_payload(&data_root(&dir_b, &t.id), &data);
+        b.close().await.unwrap();
+
+        // 2. B restarts from its resume database: Seeding again, nothing re-hashed.
+        let b = Session::new(config(&dir_b, base + 20, 3)).await.unwrap();
+        assert_eq!(b.get(&t.id).unwrap().port, t.port, "port is persisted");
+        wait_status(&b, &t.id, Status::Seeding).await;
+        let s = b.session_stats().await;
+        assert_eq!(
+            (s.verifications, s.pieces_checked),
+            (0, 0),
+            "no re-hash after a clean close"
+        );
+        b.close().await.unwrap();
+    });
+
+    // 3. C downloads from a partial seed P and crashes mid-download.
+    let mut partial = data.clone();
+    partial[2].fill(0);
+    write_payload(&data_root(&dir_p, "part"), &partial);
+    let p = rt.block_on(async {
+        let p = Session::new(config(&dir_p, base + 40, 4)).await.unwrap();
+        p.add_torrent(&torrent, fixed("part")).await.unwrap();
+        wait_status(&p, "part", Status::Downloading).await;
+        p
+    });
+    let p_have = rt.block_on(p.stats("part")).unwrap().stats.pieces.have;
+    assert!(p_have > 0 && p_have < info.piece_count());
+    let p_addr = format!("127.0.0.1:{}", p.get("part").unwrap().port);
+    {
+        let rt_c = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let c = rt_c.block_on(async {
+            let c = Session::new(config(&dir_c, base + 60, 5)).await.unwrap();
+            c.add_torrent(&torrent, fixed("crash")).await.unwrap();
+            c.add_peer("crash", &p_addr).await.unwrap();
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while c.stats("crash").await.unwrap().stats.pieces.have < p_have {
+                assert!(tokio::time::Instant::now() < deadline, "C stalled");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // Let a periodic progress write happen, then crash.
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            c
+        });
+        drop(c);
+        drop(rt_c);
+    }
+    rt.block_on(p.close()).unwrap();
+
+    // No piece recorded complete is bad on disk.
+    let db = ResumeDb::open(&dir_c.join("session.db"), &ResumeDbOptions::default()).unwrap();
+    let record = db.get_torrent("crash").unwrap().unwrap();
+    drop(db); // not `close`: the crash must stay visible to the next session
+    let recorded = unpack_bitfield(
+        record
+            .progress
+            .bitfield
+            .as_deref()
+            .expect("progress was written"),
+        info.piece_count() as usize,
+    )
+    .unwrap();
+    let storage = FileStorage::for_torrent(
+        &info,
+        "crash",
+        &FileStorageOptions::new(dir_c.join("data")),
+        Arc::new(FileCache::new(16)),
+    )
+    .unwrap();
+    let intact = verify(&storage, &info.pieces, &VerifyOptions::default(), |_| {}).unwrap();
+    let marked = recorded.iter().filter(|&&b| b).count();
+    assert!(marked > 0, "some progress was persisted before the crash");
+    for (i, (&r, &ok)) in recorded.iter().zip(&intact).enumerate() {
+        assert!(
+            !r || ok,
+            "piece {i} is recorded complete but is not intact on disk"
+        );
+    }
+    drop(storage);
+
+    // 4. C resumes after the crash (re-checking its data) and completes from A.
+    rt.block_on(async {
+        let c = Session::new(config(&dir_c, base + 60, 6)).await.unwrap();
+        c.add_peer("crash", &a_addr).await.unwrap();
+        wait_status(&c, "crash", Status::Seeding).await;
+        let s = c.session_stats().await;
+        assert!(s.verifications >= 1, "an unclean shutdown is re-checked");
+        assert!(
+            s.pieces_written < u64::from(info.piece_count()),
+            "pieces on disk were kept"
+        );
+        assert_payload(&data_root(&dir_c, "crash"), &data);
+        c.close().await.unwrap();
+        a.close().await.unwrap();
+    });
+}
