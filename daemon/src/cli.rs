@@ -32,6 +32,8 @@ pub enum Command {
     /// Offline tools for .torrent files.
     #[command(subcommand)]
     Torrent(TorrentCommand),
+    /// Download one torrent into the current directory (no server).
+    Download(DownloadArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell: bash, zsh, fish, elvish or powershell.
@@ -99,6 +101,26 @@ pub struct CreateArgs {
     pub no_creation_date: bool,
 }
 
+/// `rain download` flags (rain's names).
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// Config file (default: $HOME/rain/config.yaml, if present).
+    #[arg(short, long)]
+    pub config: Option<String>,
+    /// A .torrent file, a magnet link, or an http(s) URL of a .torrent.
+    #[arg(short, long)]
+    pub torrent: String,
+    /// Keep seeding after the download completes (until Ctrl-C).
+    #[arg(short, long)]
+    pub seed: bool,
+    /// Resume database (default: <torrent name>.resume).
+    #[arg(short, long)]
+    pub resume: Option<String>,
+    /// A peer to connect to, host:port (repeatable).
+    #[arg(long = "peer")]
+    pub peers: Vec<String>,
+}
+
 /// A failure a user can cause, printed as one line.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -134,6 +156,7 @@ where
         Command::Torrent(TorrentCommand::Show { file }) => torrent_tools::show(&file, out),
         Command::Torrent(TorrentCommand::Infohash { file }) => torrent_tools::infohash(&file, out),
         Command::Torrent(TorrentCommand::Create(args)) => torrent_tools::create(&args, out),
+        Command::Download(args) => crate::download::download(&args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "rain", out);
             Ok(())

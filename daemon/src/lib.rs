@@ -4,8 +4,10 @@
 
 pub mod cli;
 pub mod config;
+mod download;
 mod expand;
 pub mod rpc;
+pub mod session_config;
 mod torrent_tools;
 
 pub use expand::expand_env;

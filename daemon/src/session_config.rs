@@ -1,0 +1,75 @@
+//! Maps rain's YAML [`Config`] onto the runtime's [`SessionConfig`].
+
+use rain_runtime::session::SessionConfig;
+
+use crate::config::Config;
+
+/// The session settings a config file asks for. Fails on a `host` that is not an IP address.
+pub fn session_config(c: &Config) -> Result<SessionConfig, String> {
+    let host = c
+        .host
+        .parse()
+        .map_err(|_| format!("host: not an IP address: {}", c.host))?;
+    let defaults = SessionConfig::default();
+    Ok(SessionConfig {
+        database: c.database.clone(),
+        data_dir: c.data_dir.clone(),
+        data_dir_includes_torrent_id: c.data_dir_includes_torrent_id,
+        host,
+        port_begin: c.port_begin,
+        port_end: c.port_end,
+        max_open_files: usize::try_from(c.max_open_files).unwrap_or(usize::MAX),
+        file_permissions: c.file_permissions,
+        pex_enabled: c.pex_enabled,
+        resume_write_interval: c.resume_write_interval,
+        resume_on_startup: c.resume_on_startup,
+        peer_connect_timeout: c.peer_connect_timeout,
+        peer_handshake_timeout: c.peer_handshake_timeout,
+        disable_outgoing_encryption: c.disable_outgoing_encryption,
+        force_outgoing_encryption: c.force_outgoing_encryption,
+        force_incoming_encryption: c.force_incoming_encryption,
+        // The runtime has no DHT driver yet; the pure DHT machine exists in proto-core.
+        dht_enabled: false,
+        tracker_num_want: c.tracker_num_want,
+        tracker_stop_timeout: c.tracker_stop_timeout,
+        tracker_http_timeout: c.tracker_http_timeout,
+        max_torrent_size: usize::try_from(c.max_torrent_size).unwrap_or(usize::MAX),
+        max_pieces: c.max_pieces,
+        max_metadata_size: u32::try_from(c.max_metadata_size).unwrap_or(u32::MAX),
+        unchoked_peers: c.unchoked_peers as usize,
+        optimistic_unchoked_peers: c.optimistic_unchoked_peers as usize,
+        max_requests_in: c.max_requests_in,
+        max_requests_out: c.max_requests_out,
+        default_requests_out: c.default_requests_out,
+        request_timeout: c.request_timeout,
+        max_peer_dial: c.max_peer_dial as usize,
+        max_peer_accept: c.max_peer_accept as usize,
+        parallel_metadata_downloads: c.parallel_metadata_downloads as usize,
+        allowed_fast_set: c.allowed_fast_set as usize,
+        ..defaults
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_keys_and_refuses_a_bad_host() {
+        let mut c = Config {
+            port_begin: 40000,
+            port_end: 40010,
+            force_outgoing_encryption: true,
+            max_requests_in: 77,
+            ..Config::default()
+        };
+        let s = session_config(&c).unwrap();
+        assert_eq!(
+            (s.port_begin, s.port_end, s.max_requests_in),
+            (40000, 40010, 77)
+        );
+        assert!(s.force_outgoing_encryption && !s.dht_enabled);
+        c.host = "not-an-ip".into();
+        assert!(session_config(&c).unwrap_err().contains("host"));
+    }
+}
