@@ -670,16 +670,3 @@ mod prop {
         }
     }
 }
-
-#[test]
-fn fuzz_seed_corpus_replays() {
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/torrent_machine");
-    let mut n = 0;
-    for e in std::fs::read_dir(dir).expect("corpus dir") {
-        let data = std::fs::read(e.expect("entry").path()).expect("read");
-        crate::fuzz::torrent_machine::torrent_machine(&data);
-        n += 1;
-    }
-    assert!(n >= 3);
-}
