@@ -338,6 +338,7 @@ fn new_machine<N>(
         stop_after_download,
         stop_after_metadata,
         our_addr: None,
+        blocklist: None,
     };
     Torrent::new(params, shared.torrent_config.clone(), seed, shared.now())
 }

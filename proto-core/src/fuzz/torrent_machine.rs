@@ -82,6 +82,7 @@ impl Driver {
             stop_after_download: false,
             stop_after_metadata: false,
             our_addr: None,
+            blocklist: None,
         };
         let now = Instant::ZERO;
         let mut t = Torrent::new(params, TorrentConfig::default(), Seed::from_u64(1), now);

@@ -86,6 +86,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -100,6 +101,7 @@ pub use status::{
 
 use crate::address_book::{AddOutcome, AddressBook, PeerSource};
 use crate::bitfield::Bitfield;
+use crate::blocklist::Blocklist;
 use crate::choker::{ChokeDecision, Choker, PeerChokeInfo};
 use crate::extension::{self, ExtHandshake, ExtLimits, MetadataFault};
 use crate::hash::InfoHash;
@@ -151,6 +153,21 @@ pub struct TorrentParams {
     pub stop_after_metadata: bool,
     /// Our external address, if known.
     pub our_addr: Option<SocketAddr>,
+    /// The session's IP blocklist, if one is loaded.
+    pub blocklist: Option<BlocklistUse>,
+}
+
+/// The session's IP blocklist and where it applies (rain's
+/// `blocklist-enabled-for-outgoing-connections` and `…-incoming-connections`). Shared by every
+/// torrent of a session; replaced with [`Torrent::set_blocklist`] when it is reloaded.
+#[derive(Debug, Clone)]
+pub struct BlocklistUse {
+    /// The ranges.
+    pub list: Arc<Blocklist>,
+    /// Blocked addresses are never queued or dialled.
+    pub outgoing: bool,
+    /// Connections from blocked addresses are refused.
+    pub incoming: bool,
 }
 
 /// A disk operation failed in the runtime.
@@ -206,6 +223,9 @@ pub enum Refused {
     /// The IP is banned for this torrent.
     #[error("banned")]
     Banned,
+    /// The IP is on the session's blocklist.
+    #[error("blocked")]
+    Blocked,
     /// `max-peer-dial` / `max-peer-accept` reached.
     #[error("too many peers")]
     TooManyPeers,
@@ -377,6 +397,7 @@ struct PieceBuf {
 #[derive(Debug)]
 pub struct Torrent {
     config: TorrentConfig,
+    blocklist: Option<BlocklistUse>,
     info_hash: InfoHash,
     peer_id: PeerId,
     port: u16,
@@ -428,6 +449,7 @@ impl Torrent {
         let choker = Choker::new(config.choker, rng.child(), now);
         let announce_key = rng.next_u64() as u32;
         let mut t = Torrent {
+            blocklist: params.blocklist,
             book: AddressBook::new(config.address_book, ours),
             choker,
             announcer,
@@ -832,13 +854,24 @@ impl Torrent {
         self.stop(now);
     }
 
+    /// Replaces the blocklist (after a reload). Addresses already queued stay queued; new ones
+    /// and new incoming connections are checked against the new list.
+    pub fn set_blocklist(&mut self, blocklist: Option<BlocklistUse>) {
+        self.blocklist = blocklist;
+    }
+
     /// Offers a peer address (tracker, DHT, PEX, user). Ignored unless downloading.
     pub fn add_peer_addr(&mut self, now: Instant, addr: SocketAddr, source: PeerSource) {
         self.last_now = now;
         if !self.running || self.status == Status::Seeding {
             return;
         }
-        if self.book.add(addr, source, None) == AddOutcome::Added && self.needs_peers {
+        let blocked = self
+            .blocklist
+            .as_ref()
+            .filter(|b| b.outgoing)
+            .map(|b| &*b.list);
+        if self.book.add(addr, source, blocked) == AddOutcome::Added && self.needs_peers {
             self.needs_peers = false;
             self.announcer.set_needs_peers(now, false);
         }
@@ -1064,6 +1097,14 @@ impl Torrent {
         }
         if self.book.is_banned(ip) {
             return Err(Refused::Banned);
+        }
+        if info.direction == Direction::Incoming
+            && self
+                .blocklist
+                .as_ref()
+                .is_some_and(|b| b.incoming && b.list.contains(ip))
+        {
+            return Err(Refused::Blocked);
         }
         let (count, max) = match info.direction {
             Direction::Outgoing => (

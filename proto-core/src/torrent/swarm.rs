@@ -269,6 +269,7 @@ impl Swarm {
                 stop_after_download: false,
                 stop_after_metadata: false,
                 our_addr: Some(addr),
+                blocklist: None,
             };
             let t = Torrent::new(params, config.clone(), rng.child(), now);
             let data = if seeder {
