@@ -10,9 +10,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use rain_proto::InfoHash;
+use rain_proto::metainfo::{Limits, Metainfo};
 use rain_proto::rng::Seed;
+use rain_proto::torrent::Status;
 use rain_proto::tracker::{Announce, AnnounceReply, Event, TrackerError};
+use rain_runtime::create::{CreateOptions, create_torrent};
 use rain_runtime::net::TokioNet;
+use rain_runtime::session::{AddOptions, Session, SessionConfig};
 use rain_runtime::tracker_client::{TrackerClient, TrackerConfig};
 
 /// Bounds every wait on the tracker.
@@ -79,22 +83,18 @@ fn hex(h: &InfoHash) -> String {
 
 /// Starts opentracker serving only our info-hashes (Debian's build whitelists). The
 /// directory holds the whitelist and must outlive the tracker.
-async fn start_tracker() -> (Tracker, tempfile::TempDir) {
+async fn start_tracker(extra: &[InfoHash]) -> (Tracker, tempfile::TempDir) {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     // opentracker chroots into the directory and drops to `nobody` when run as root.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let wl = dir.path().join("whitelist");
-    std::fs::write(
-        &wl,
-        format!(
-            "{}\n{}\n{}\n",
-            hex(&HTTP_HASH),
-            hex(&UDP_HASH),
-            hex(&PROBE_HASH)
-        ),
-    )
-    .unwrap();
+    let hashes: Vec<String> = [HTTP_HASH, UDP_HASH, PROBE_HASH]
+        .iter()
+        .chain(extra)
+        .map(|h| hex(h) + "\n")
+        .collect();
+    std::fs::write(&wl, hashes.concat()).unwrap();
     std::fs::set_permissions(&wl, std::fs::Permissions::from_mode(0o644)).unwrap();
 
     for _ in 0..5 {
@@ -219,8 +219,127 @@ async fn opentracker_http_and_udp() {
     ) {
         return;
     }
-    let (t, _dir) = start_tracker().await;
+    let (t, _dir) = start_tracker(&[]).await;
     two_peers_find_each_other(&format!("http://127.0.0.1:{}/announce", t.port), HTTP_HASH).await;
     two_peers_find_each_other(&format!("udp://127.0.0.1:{}/announce", t.port), UDP_HASH).await;
+    drop(t);
+}
+
+/// A payload and its torrent (with `tracker` as its only tracker) under `dir/seed/<name>`.
+fn make_torrent(dir: &std::path::Path, name: &str, tracker: Option<&str>) -> (Vec<u8>, Vec<u8>) {
+    let data: Vec<u8> = (0..600_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8 ^ name.len() as u8)
+        .collect();
+    let file = dir.join("seed").join(name);
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, &data).unwrap();
+    let torrent = create_torrent(&CreateOptions {
+        paths: vec![file],
+        piece_length: Some(32 * 1024),
+        trackers: tracker
+            .map(|t| vec![vec![t.to_owned()]])
+            .unwrap_or_default(),
+        ..CreateOptions::default()
+    })
+    .unwrap();
+    (data, torrent)
+}
+
+fn session_config(dir: &std::path::Path, seed: u64) -> SessionConfig {
+    let ports = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        / 2
+        + 20_000;
+    SessionConfig {
+        database: dir.join("session.db"),
+        data_dir: dir.join("data"),
+        data_dir_includes_torrent_id: false,
+        host: "127.0.0.1".parse().unwrap(),
+        port_begin: ports,
+        port_end: ports + 10,
+        seed: Some(seed),
+        ..SessionConfig::default()
+    }
+}
+
+/// Two rain sessions that know only the tracker URL find each other through opentracker and
+/// complete the torrent, over HTTP and over UDP; the tracker shows as working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_rain_sessions_find_each_other_through_opentracker() {
+    if !require(
+        "two_rain_sessions_find_each_other_through_opentracker",
+        "opentracker",
+        opentracker_installed(),
+    ) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let names = ["over-http.bin", "over-udp.bin"];
+    // The info-hash does not cover the tracker URL, so it is known before the tracker runs.
+    let hashes: Vec<InfoHash> = names
+        .iter()
+        .map(|n| {
+            Metainfo::from_bytes(&make_torrent(tmp.path(), n, None).1, &Limits::default())
+                .unwrap()
+                .info_hash
+        })
+        .collect();
+    let (t, _dir) = start_tracker(&hashes).await;
+    for (name, scheme) in names.iter().zip(["http", "udp"]) {
+        let url = format!("{scheme}://127.0.0.1:{}/announce", t.port);
+        let (data, torrent) = make_torrent(tmp.path(), name, Some(&url));
+        let (dir_a, dir_b) = (
+            tmp.path().join(format!("a-{scheme}")),
+            tmp.path().join(format!("b-{scheme}")),
+        );
+        std::fs::create_dir_all(dir_a.join("data")).unwrap();
+        std::fs::copy(
+            tmp.path().join("seed").join(name),
+            dir_a.join("data").join(name),
+        )
+        .unwrap();
+        let a = Session::new(session_config(&dir_a, 1)).await.unwrap();
+        let ta = a
+            .add_torrent(&torrent, AddOptions::default())
+            .await
+            .unwrap();
+        let b = Session::new(session_config(&dir_b, 2)).await.unwrap();
+        let tb = b
+            .add_torrent(&torrent, AddOptions::default())
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let s = b.stats(&tb.id).await.unwrap();
+            if s.status == Status::Seeding {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{scheme}: leecher still {:?} with {} peers, trackers {:?}",
+                s.status,
+                s.stats.peers.total,
+                b.trackers(&tb.id).await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            std::fs::read(dir_b.join("data").join(name)).unwrap(),
+            data,
+            "{scheme}"
+        );
+        let trackers = a.trackers(&ta.id).await.unwrap();
+        assert_eq!(trackers.len(), 1);
+        assert_eq!(
+            trackers[0].status.to_string(),
+            "Working",
+            "{scheme}: {trackers:?}"
+        );
+        a.close().await.unwrap();
+        b.close().await.unwrap();
+    }
     drop(t);
 }
