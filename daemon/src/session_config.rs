@@ -33,6 +33,11 @@ pub fn session_config(c: &Config) -> Result<SessionConfig, String> {
         tracker_num_want: c.tracker_num_want,
         tracker_stop_timeout: c.tracker_stop_timeout,
         tracker_http_timeout: c.tracker_http_timeout,
+        tracker_http_max_response_size: usize::try_from(c.tracker_http_max_response_size)
+            .unwrap_or(usize::MAX),
+        tracker_http_verify_tls: c.tracker_http_verify_tls,
+        tracker_http_private_user_agent: c.tracker_http_private_user_agent.clone(),
+        dns_resolve_timeout: c.dns_resolve_timeout,
         max_torrent_size: usize::try_from(c.max_torrent_size).unwrap_or(usize::MAX),
         max_pieces: c.max_pieces,
         max_metadata_size: u32::try_from(c.max_metadata_size).unwrap_or(u32::MAX),
@@ -61,6 +66,8 @@ mod tests {
             port_end: 40010,
             force_outgoing_encryption: true,
             max_requests_in: 77,
+            tracker_http_verify_tls: false,
+            tracker_http_private_user_agent: "Private/1".into(),
             ..Config::default()
         };
         let s = session_config(&c).unwrap();
@@ -68,7 +75,8 @@ mod tests {
             (s.port_begin, s.port_end, s.max_requests_in),
             (40000, 40010, 77)
         );
-        assert!(s.force_outgoing_encryption && !s.dht_enabled);
+        assert!(s.force_outgoing_encryption && !s.dht_enabled && !s.tracker_http_verify_tls);
+        assert_eq!(s.tracker_http_private_user_agent, "Private/1");
         c.host = "not-an-ip".into();
         assert!(session_config(&c).unwrap_err().contains("host"));
     }

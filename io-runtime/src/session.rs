@@ -97,6 +97,14 @@ pub struct SessionConfig {
     pub tracker_stop_timeout: Duration,
     /// `tracker-http-timeout`: bound on one announce.
     pub tracker_http_timeout: Duration,
+    /// `tracker-http-max-response-size`.
+    pub tracker_http_max_response_size: usize,
+    /// `tracker-http-verify-tls`.
+    pub tracker_http_verify_tls: bool,
+    /// `tracker-http-private-user-agent`: the User-Agent for private torrents' trackers.
+    pub tracker_http_private_user_agent: String,
+    /// `dns-resolve-timeout` for tracker hosts.
+    pub dns_resolve_timeout: Duration,
     /// `max-torrent-size`.
     pub max_torrent_size: usize,
     /// `max-pieces`.
@@ -156,6 +164,10 @@ impl Default for SessionConfig {
             tracker_num_want: 200,
             tracker_stop_timeout: Duration::from_secs(5),
             tracker_http_timeout: Duration::from_secs(10),
+            tracker_http_max_response_size: 2 * 1024 * 1024,
+            tracker_http_verify_tls: true,
+            tracker_http_private_user_agent: crate::tracker_client::default_user_agent(),
+            dns_resolve_timeout: Duration::from_secs(5),
             max_torrent_size: 10 * 1024 * 1024,
             max_pieces: 65536,
             max_metadata_size: Limits::DEFAULT_MAX_MESSAGE_LEN,
@@ -195,6 +207,19 @@ impl SessionConfig {
         t.announcer.num_want = self.tracker_num_want;
         t.announcer.stop_timeout = self.tracker_stop_timeout;
         t.client_version = format!("Rain {}", env!("CARGO_PKG_VERSION"));
+        t
+    }
+
+    /// The tracker transport's settings from the `tracker-*` keys.
+    fn tracker_config(&self) -> TrackerConfig {
+        let mut t = TrackerConfig::default();
+        t.http.timeout = self.tracker_http_timeout;
+        t.http.resolve_timeout = self.dns_resolve_timeout;
+        t.http.max_body = self.tracker_http_max_response_size;
+        t.http.verify_tls = self.tracker_http_verify_tls;
+        t.udp.resolve_timeout = self.dns_resolve_timeout;
+        t.private_user_agent
+            .clone_from(&self.tracker_http_private_user_agent);
         t
     }
 
@@ -392,7 +417,7 @@ impl Session<TokioNet> {
         let seed = config
             .seed
             .map_or_else(os_seed, |s| Seed::from_u64(s ^ 0x0074_7261_636b_6572));
-        let tracker = TrackerClient::new(TokioNet, TrackerConfig::default(), seed);
+        let tracker = TrackerClient::new(TokioNet, config.tracker_config(), seed);
         Self::with_parts(config, TokioNet, Arc::new(tracker)).await
     }
 }
@@ -1156,4 +1181,31 @@ fn encode_torrent(info_bytes: &[u8], trackers: &[Vec<String>]) -> Vec<u8> {
     out.extend_from_slice(info_bytes);
     out.push(b'e');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracker_keys_reach_the_tracker_transport() {
+        let config = SessionConfig {
+            tracker_http_timeout: Duration::from_secs(3),
+            tracker_http_max_response_size: 1234,
+            tracker_http_verify_tls: false,
+            tracker_http_private_user_agent: "Private/1".into(),
+            dns_resolve_timeout: Duration::from_secs(2),
+            ..SessionConfig::default()
+        };
+        let t = config.tracker_config();
+        assert_eq!(
+            (t.http.timeout, t.http.max_body, t.http.verify_tls),
+            (Duration::from_secs(3), 1234, false)
+        );
+        assert_eq!(
+            (t.http.resolve_timeout, t.udp.resolve_timeout),
+            (Duration::from_secs(2), Duration::from_secs(2))
+        );
+        assert_eq!(t.private_user_agent, "Private/1");
+    }
 }
