@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use rain_proto::torrent::Status;
 use rain_runtime::session::{AddOptions, Session, SessionConfig};
+use rain_tests::{python_libtorrent_available, require};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -48,27 +49,6 @@ print("READY", flush=True)
 sys.stdin.read()
 "#;
 
-fn libtorrent_available() -> bool {
-    Command::new("python3")
-        .args(["-c", "import libtorrent"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// The tests/ convention (see rain-tests `require`): skip when absent, fail under
-/// `RAIN_REQUIRE_INTEROP=1`.
-fn require(test: &str, tool: &str, present: bool) -> bool {
-    if present {
-        return true;
-    }
-    assert!(
-        std::env::var("RAIN_REQUIRE_INTEROP").as_deref() != Ok("1"),
-        "{test}: {tool} is required (RAIN_REQUIRE_INTEROP=1) but not installed"
-    );
-    eprintln!("SKIP {test}: {tool} is not installed (scripts/install-peers.sh installs it)");
-    false
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -82,7 +62,7 @@ fn libtorrent_seed() {
     if !require(
         "libtorrent_seed",
         "python3 libtorrent",
-        libtorrent_available(),
+        python_libtorrent_available(),
     ) {
         return;
     }
