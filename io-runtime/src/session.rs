@@ -33,6 +33,7 @@ use rain_proto::wire::{Limits, PeerId};
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 
 use crate::announce::Announcer;
+use crate::http::{HttpClient, HttpConfig};
 use crate::net::{Network, TokioNet};
 use crate::peer::Timeouts;
 use crate::resume::{
@@ -103,6 +104,8 @@ pub struct SessionConfig {
     pub tracker_http_verify_tls: bool,
     /// `tracker-http-private-user-agent`: the User-Agent for private torrents' trackers.
     pub tracker_http_private_user_agent: String,
+    /// `torrent-add-http-timeout`: fetching a `.torrent` given by http(s) URL.
+    pub torrent_add_http_timeout: Duration,
     /// `dns-resolve-timeout` for tracker hosts.
     pub dns_resolve_timeout: Duration,
     /// `max-torrent-size`.
@@ -167,6 +170,7 @@ impl Default for SessionConfig {
             tracker_http_max_response_size: 2 * 1024 * 1024,
             tracker_http_verify_tls: true,
             tracker_http_private_user_agent: crate::tracker_client::default_user_agent(),
+            torrent_add_http_timeout: Duration::from_secs(30),
             dns_resolve_timeout: Duration::from_secs(5),
             max_torrent_size: 10 * 1024 * 1024,
             max_pieces: 65536,
@@ -221,6 +225,17 @@ impl SessionConfig {
         t.private_user_agent
             .clone_from(&self.tracker_http_private_user_agent);
         t
+    }
+
+    /// The client fetching `.torrent` files by URL: `torrent-add-http-timeout`, bodies up to
+    /// `max-torrent-size`, TLS verified.
+    fn torrent_http_config(&self) -> HttpConfig {
+        HttpConfig {
+            timeout: self.torrent_add_http_timeout,
+            resolve_timeout: self.dns_resolve_timeout,
+            max_body: self.max_torrent_size,
+            ..HttpConfig::default()
+        }
     }
 
     fn metainfo_limits(&self) -> metainfo::Limits {
@@ -288,6 +303,15 @@ pub struct FileEntry {
     pub length: u64,
 }
 
+/// One file with its progress (rain's RPC `FileStats`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStats {
+    /// The file.
+    pub file: FileEntry,
+    /// Bytes of the file inside verified pieces.
+    pub bytes_completed: u64,
+}
+
 /// Session statistics (the part of rain's `SessionStats` known so far).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionStats {
@@ -305,6 +329,14 @@ pub struct SessionStats {
     pub pieces_checked: u64,
     /// Downloaded pieces hashed and written.
     pub pieces_written: u64,
+    /// Download speed over all torrents, bytes/s.
+    pub speed_download: u64,
+    /// Upload speed over all torrents, bytes/s.
+    pub speed_upload: u64,
+    /// Payload downloaded over all torrents (persisted counters).
+    pub bytes_downloaded: u64,
+    /// Payload uploaded over all torrents (persisted counters).
+    pub bytes_uploaded: u64,
 }
 
 /// What the session tells its subscribers.
@@ -355,6 +387,14 @@ pub enum SessionError {
     /// A URI this session cannot add.
     #[error("unsupported URI: {0}")]
     UnsupportedUri(String),
+    /// A `.torrent` could not be fetched from its URL.
+    #[error("input error: cannot download torrent from {url}: {reason}")]
+    Fetch {
+        /// The URL.
+        url: String,
+        /// Why, worded for users.
+        reason: String,
+    },
     /// The custom id is taken.
     #[error("duplicate torrent id")]
     DuplicateId,
@@ -370,6 +410,9 @@ pub enum SessionError {
     /// The metadata of a magnet link has not arrived.
     #[error("torrent metadata not ready")]
     MetadataNotReady,
+    /// The torrent has no piece layout yet (no metadata, or never started).
+    #[error("torrent not running so file stats unavailable")]
+    NotRunning,
     /// Private torrents have no magnet link.
     #[error("private torrents have no magnet link")]
     Private,
@@ -645,8 +688,8 @@ impl<N: Network> Session<N> {
             .await
     }
 
-    /// Adds from a URI: `magnet:` links. Fetching `.torrent` files over http(s) is not
-    /// supported yet and gives [`SessionError::UnsupportedUri`].
+    /// Adds from a URI: a `magnet:` link, or the `http(s)://` URL of a `.torrent` file
+    /// (fetched within `torrent-add-http-timeout`, at most `max-torrent-size` bytes).
     pub async fn add_uri(
         &self,
         uri: &str,
@@ -656,11 +699,23 @@ impl<N: Network> Session<N> {
             return self.add_magnet(uri, opts).await;
         }
         if uri.starts_with("http://") || uri.starts_with("https://") {
-            return Err(SessionError::UnsupportedUri(format!(
-                "{uri}: adding torrents by http(s) URL is not supported yet"
-            )));
+            let bytes = self.fetch_torrent(uri).await?;
+            return self.add_torrent(&bytes, opts).await;
         }
         Err(SessionError::UnsupportedUri(uri.to_owned()))
+    }
+
+    async fn fetch_torrent(&self, url: &str) -> Result<Bytes, SessionError> {
+        let fail = |reason: String| SessionError::Fetch {
+            url: url.to_owned(),
+            reason,
+        };
+        let client = HttpClient::new(self.shared.net.clone(), self.config.torrent_http_config());
+        let response = client.get(url, &[]).await.map_err(|e| fail(e.to_string()))?;
+        if response.status != 200 {
+            return Err(fail(format!("HTTP status {}", response.status)));
+        }
+        Ok(response.body)
     }
 
     async fn add(
@@ -991,6 +1046,26 @@ impl<N: Network> Session<N> {
             .collect())
     }
 
+    /// Every file with the bytes it has inside verified pieces, padding excluded.
+    pub async fn file_stats(&self, id: &str) -> Result<Vec<FileStats>, SessionError> {
+        let (info, have) = self
+            .ask(id, Command::Progress)
+            .await?
+            .ok_or(SessionError::NotRunning)?;
+        Ok(info
+            .files
+            .iter()
+            .filter(|f| !f.padding)
+            .map(|f| FileStats {
+                file: FileEntry {
+                    path: info.file_path(f).join("/"),
+                    length: f.length,
+                },
+                bytes_completed: info.completed_bytes(f, |p| have.get(p)),
+            })
+            .collect())
+    }
+
     /// A magnet link for the torrent (not for private torrents).
     pub async fn magnet(&self, id: &str) -> Result<String, SessionError> {
         let (summary, trackers) = {
@@ -1037,10 +1112,14 @@ impl<N: Network> Session<N> {
             let ids: Vec<String> = st.torrents.keys().cloned().collect();
             (ids, st.torrents.len(), st.free_ports.len())
         };
-        let mut peers = 0;
+        let (mut peers, mut speed, mut bytes) = (0, (0, 0), (0, 0));
         for id in ids {
             if let Ok(s) = self.stats(&id).await {
                 peers += s.stats.peers.total;
+                speed.0 += s.stats.speed.download;
+                speed.1 += s.stats.speed.upload;
+                bytes.0 += s.stats.bytes.downloaded;
+                bytes.1 += s.stats.bytes.uploaded;
             }
         }
         let c = &self.shared.counters;
@@ -1052,6 +1131,57 @@ impl<N: Network> Session<N> {
             verifications: c.verifications.load(Ordering::Relaxed),
             pieces_checked: c.pieces_checked.load(Ordering::Relaxed),
             pieces_written: c.pieces_written.load(Ordering::Relaxed),
+            speed_download: speed.0,
+            speed_upload: speed.1,
+            bytes_downloaded: bytes.0,
+            bytes_uploaded: bytes.1,
+        }
+    }
+
+    /// Records that the on-complete hook ran for `id`. True if it had not run before: rain
+    /// runs the hook once per torrent, ever.
+    pub async fn claim_complete_cmd(&self, id: &str) -> Result<bool, SessionError> {
+        self.sender(id)?;
+        let first = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = first.clone();
+        self.update_record(id, move |r| {
+            flag.store(!r.complete_cmd_run, Ordering::Relaxed);
+            r.complete_cmd_run = true;
+        })
+        .await?;
+        Ok(first.load(Ordering::Relaxed))
+    }
+
+    /// The directory holding a torrent's files (`data-dir`, plus the id when
+    /// `data-dir-includes-torrent-id`).
+    pub fn storage_dir(&self, id: &str) -> Result<PathBuf, SessionError> {
+        self.sender(id)?;
+        storage_root(&self.shared.storage_opts, id)
+            .map_err(|e| SessionError::Io(std::io::Error::other(e.to_string())))
+    }
+
+    /// Deletes the records of torrents that failed to load at startup (rain's
+    /// `CleanDatabase`).
+    pub async fn clean_database(&self) -> Result<(), SessionError> {
+        let db = self.shared.db()?;
+        let ids = self.invalid.clone();
+        tokio::task::spawn_blocking(move || {
+            ids.iter().try_for_each(|id| db.delete_torrent(id).map(drop))
+        })
+        .await
+        .map_err(|e| SessionError::Io(std::io::Error::other(e)))??;
+        Ok(())
+    }
+
+    /// The wall-clock time of a machine [`Instant`](rain_proto::time::Instant) (tracker
+    /// announce times, for RPC).
+    pub fn system_time(&self, t: rain_proto::time::Instant) -> SystemTime {
+        let at = self.shared.epoch + Duration::from_nanos(t.as_nanos());
+        let now = tokio::time::Instant::now();
+        if at >= now {
+            SystemTime::now() + (at - now)
+        } else {
+            SystemTime::now() - (now - at)
         }
     }
 

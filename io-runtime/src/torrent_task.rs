@@ -135,6 +135,8 @@ pub(crate) enum Command {
     Peers(oneshot::Sender<Vec<PeerView>>),
     Trackers(oneshot::Sender<Vec<TrackerStatus>>),
     Metadata(oneshot::Sender<Option<(Info, Bytes)>>),
+    /// The info dictionary with the verified pieces, once both are known.
+    Progress(oneshot::Sender<Option<(Info, Bitfield)>>),
     AddPeer(SocketAddr),
     AddTracker(String),
     Announce,
@@ -430,6 +432,14 @@ impl<N: Network> Task<N> {
                     .cloned()
                     .zip(self.machine.info_bytes().cloned());
                 let _ = tx.send(m);
+            }
+            Command::Progress(tx) => {
+                let p = self
+                    .machine
+                    .info()
+                    .cloned()
+                    .zip(self.machine.bitfield().cloned());
+                let _ = tx.send(p);
             }
             Command::AddPeer(addr) => {
                 if matches!(self.phase, Phase::Running) && self.machine.status() != Status::Stopping

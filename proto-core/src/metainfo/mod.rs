@@ -100,6 +100,26 @@ impl Info {
         Some((self.total_length - before) as u32)
     }
 
+    /// Bytes of `file` covered by pieces for which `have` is true: rain's per-file
+    /// `BytesCompleted`.
+    pub fn completed_bytes(&self, file: &File, have: impl Fn(u32) -> bool) -> u64 {
+        if file.length == 0 || self.piece_length == 0 {
+            return 0;
+        }
+        let pl = u64::from(self.piece_length);
+        let end = file.offset + file.length;
+        let first = (file.offset / pl) as u32;
+        let last = ((end - 1) / pl) as u32;
+        (first..=last)
+            .filter(|&p| have(p))
+            .map(|p| {
+                let start = u64::from(p) * pl;
+                let stop = start + u64::from(self.piece_len(p).unwrap_or(0));
+                stop.min(end).saturating_sub(start.max(file.offset))
+            })
+            .sum()
+    }
+
     /// Path of a file relative to the torrent's data directory: `<name>/<path…>` for a
     /// multi-file torrent, `<name>` for a single file.
     pub fn file_path(&self, file: &File) -> Vec<String> {

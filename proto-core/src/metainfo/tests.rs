@@ -187,3 +187,22 @@ fn auto_piece_length_follows_rain() {
     assert_eq!(auto_piece_length(2000 * 131_072 + 1), 256 * 1024);
     assert_eq!(auto_piece_length(1 << 50), 16 * 1024 * 1024);
 }
+
+#[test]
+fn completed_bytes_counts_only_overlap_with_pieces_we_have() {
+    // Files of 40 000 and 10 bytes over 16 KiB pieces: pieces 0..=1 are whole, piece 2 is
+    // 7 242 bytes of file a plus file b.
+    let files = vec![
+        (vec!["a".to_owned()], 40_000),
+        (vec!["b".to_owned()], 10),
+    ];
+    let bytes = spec(Some(files), 0, 16384).to_bytes();
+    let info = Metainfo::from_bytes(&bytes, &Limits::default()).unwrap().info;
+    let (a, b) = (&info.files[0], &info.files[1]);
+    assert_eq!(info.completed_bytes(a, |_| false), 0);
+    assert_eq!(info.completed_bytes(a, |_| true), 40_000);
+    assert_eq!(info.completed_bytes(b, |_| true), 10);
+    assert_eq!(info.completed_bytes(a, |p| p == 1), 16_384);
+    assert_eq!(info.completed_bytes(a, |p| p == 2), 40_000 - 32_768);
+    assert_eq!(info.completed_bytes(b, |p| p != 2), 0);
+}

@@ -84,7 +84,7 @@ pub mod swarm;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -412,7 +412,7 @@ pub struct Torrent {
     stop_after_metadata: bool,
     peers: BTreeMap<PeerKey, Peer>,
     next_key: u32,
-    dialing: BTreeSet<SocketAddr>,
+    dialing: BTreeMap<SocketAddr, PeerSource>,
     book: AddressBook,
     choker: Choker,
     announcer: Announcer,
@@ -467,7 +467,7 @@ impl Torrent {
             stop_after_metadata: params.stop_after_metadata,
             peers: BTreeMap::new(),
             next_key: 0,
-            dialing: BTreeSet::new(),
+            dialing: BTreeMap::new(),
             needs_peers: false,
             buffers: BTreeMap::new(),
             verifying: BTreeMap::new(),
@@ -679,6 +679,9 @@ impl Torrent {
                     p.ext.as_ref().and_then(|e| e.v.as_deref()),
                 ),
                 peer_id: p.info.peer_id,
+                source: p.source,
+                connected_at: p.connected_at,
+                optimistic: self.choker.is_optimistic(key),
                 encrypted: p.info.encrypted,
                 am_choking: p.am_choking,
                 am_interested: p.am_interested,
@@ -1013,7 +1016,7 @@ impl Torrent {
             return;
         }
         while self.outgoing() < self.config.max_peer_dial {
-            let Some((addr, _)) = self.book.pop(now) else {
+            let Some((addr, source)) = self.book.pop(now) else {
                 if !self.needs_peers {
                     self.needs_peers = true;
                     self.announcer.set_needs_peers(now, true);
@@ -1022,12 +1025,12 @@ impl Torrent {
             };
             let ip = addr.ip();
             if self.peers.values().any(|p| p.info.addr.ip() == ip)
-                || self.dialing.iter().any(|a| a.ip() == ip)
+                || self.dialing.keys().any(|a| a.ip() == ip)
             {
                 self.book.connected(addr);
                 continue;
             }
-            self.dialing.insert(addr);
+            self.dialing.insert(addr, source);
             self.actions.push_back(Action::Dial { addr });
         }
     }
@@ -1035,7 +1038,7 @@ impl Torrent {
     /// A dial failed (connect, MSE or handshake).
     pub fn handle_dial_failed(&mut self, now: Instant, addr: SocketAddr) {
         self.last_now = now;
-        if self.dialing.remove(&addr) {
+        if self.dialing.remove(&addr).is_some() {
             self.book.dial_failed(now, addr);
         }
         self.dial_more(now);
@@ -1050,9 +1053,16 @@ impl Torrent {
     ) -> Result<PeerKey, Refused> {
         self.last_now = now;
         let r = self.admit(now, &info);
-        if info.direction == Direction::Outgoing && self.dialing.remove(&info.addr) {
-            self.book.connected(info.addr);
-        }
+        let source = match info.direction {
+            Direction::Incoming => PeerSource::Incoming,
+            Direction::Outgoing => match self.dialing.remove(&info.addr) {
+                Some(source) => {
+                    self.book.connected(info.addr);
+                    source
+                }
+                None => PeerSource::Manual,
+            },
+        };
         if r.is_err() {
             self.dial_more(now);
         }
@@ -1075,7 +1085,8 @@ impl Torrent {
             return Err(Refused::TooManyPeers);
         }
         let addr = info.addr;
-        self.peers.insert(key, Peer::new(info, now, pipeline));
+        self.peers
+            .insert(key, Peer::new(info, source, now, pipeline));
         self.event(TorrentEvent::PeerConnected { peer: key, addr });
         self.send_first_messages(now, key);
         Ok(key)

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use super::pex::PexState;
 use super::pipeline::Pipeline;
 use super::upload::UploadQueue;
+use crate::address_book::PeerSource;
 use crate::extension::ExtHandshake;
 use crate::picker::{Block, PeerKey};
 use crate::speed::Meter;
@@ -58,6 +59,10 @@ pub(super) enum PendingHave {
 #[allow(clippy::struct_field_names)] // BEP 3 vocabulary: peer_choking, peer_interested
 pub(super) struct Peer {
     pub info: PeerInfo,
+    /// Where its address came from.
+    pub source: PeerSource,
+    /// When the handshake finished.
+    pub connected_at: Instant,
     /// We choke it (starts true).
     pub am_choking: bool,
     /// We are interested in it.
@@ -111,9 +116,11 @@ pub(super) struct Peer {
 }
 
 impl Peer {
-    pub fn new(info: PeerInfo, now: Instant, pipeline: Pipeline) -> Self {
+    pub fn new(info: PeerInfo, source: PeerSource, now: Instant, pipeline: Pipeline) -> Self {
         Peer {
             info,
+            source,
+            connected_at: now,
             am_choking: true,
             am_interested: false,
             peer_choking: true,
@@ -199,6 +206,12 @@ pub struct PeerView {
     pub client: String,
     /// Its peer id.
     pub peer_id: PeerId,
+    /// Where its address came from ([`PeerSource::Incoming`] for accepted connections).
+    pub source: PeerSource,
+    /// When the handshake finished.
+    pub connected_at: Instant,
+    /// It holds an optimistic unchoke slot.
+    pub optimistic: bool,
     /// MSE-encrypted.
     pub encrypted: bool,
     /// We choke it.
