@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use crate::torrent_tools;
+use crate::{logging, torrent_tools};
 
 /// rain: a BitTorrent client.
 #[derive(Debug, Parser)]
@@ -32,8 +32,16 @@ pub enum Command {
     /// Offline tools for .torrent files.
     #[command(subcommand)]
     Torrent(TorrentCommand),
+    /// Run the server: a session operated over JSON-RPC (same as `raind`).
+    Server(ServerArgs),
     /// Download one torrent into the current directory (no server).
     Download(DownloadArgs),
+    /// Fetch a magnet link's metadata from peers and save it as a .torrent file.
+    MagnetToTorrent(MagnetToTorrentArgs),
+    /// Rewrite the resume database compactly (run while the server is stopped).
+    CompactDatabase(ConfigArgs),
+    /// Send an RPC request to a rain server.
+    Client(crate::client::ClientArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell: bash, zsh, fish, elvish or powershell.
@@ -101,6 +109,42 @@ pub struct CreateArgs {
     pub no_creation_date: bool,
 }
 
+/// `rain server` / `raind` flags.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Config file (default: $HOME/rain/config.yaml, if present).
+    #[arg(short, long)]
+    pub config: Option<String>,
+}
+
+/// Commands that only read the config.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Config file (default: $HOME/rain/config.yaml, if present).
+    #[arg(short, long)]
+    pub config: Option<String>,
+}
+
+/// `rain magnet-to-torrent` flags (rain's names).
+#[derive(Debug, Args)]
+pub struct MagnetToTorrentArgs {
+    /// Config file (default: $HOME/rain/config.yaml, if present).
+    #[arg(short, long)]
+    pub config: Option<String>,
+    /// The magnet link.
+    #[arg(short, long)]
+    pub magnet: String,
+    /// Where to write the .torrent (default: <name>.torrent).
+    #[arg(short, long)]
+    pub output: Option<String>,
+    /// Give up after this long (e.g. 30s, 5m).
+    #[arg(short, long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// A peer to fetch the metadata from, host:port (repeatable).
+    #[arg(long = "peer")]
+    pub peers: Vec<String>,
+}
+
 /// `rain download` flags (rain's names).
 #[derive(Debug, Args)]
 pub struct DownloadArgs {
@@ -139,7 +183,10 @@ where
     T: Into<OsString> + Clone,
 {
     let cli = match Cli::try_parse_from(args) {
-        Ok(cli) => cli,
+        Ok(cli) => {
+            logging::init(cli.debug, matches!(cli.command, Command::Server(_)));
+            cli
+        }
         Err(e) if !e.use_stderr() => {
             // --help and --version.
             write!(out, "{e}").map_err(|e| CliError::Failed(e.to_string()))?;
@@ -156,7 +203,11 @@ where
         Command::Torrent(TorrentCommand::Show { file }) => torrent_tools::show(&file, out),
         Command::Torrent(TorrentCommand::Infohash { file }) => torrent_tools::infohash(&file, out),
         Command::Torrent(TorrentCommand::Create(args)) => torrent_tools::create(&args, out),
+        Command::Server(args) => crate::server::run(args.config.as_deref()),
         Command::Download(args) => crate::download::download(&args),
+        Command::MagnetToTorrent(args) => crate::magnet_to_torrent::run(&args, out),
+        Command::CompactDatabase(args) => crate::compact::run(args.config.as_deref(), out),
+        Command::Client(args) => crate::client::run(&args, out),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "rain", out);
             Ok(())
@@ -172,6 +223,43 @@ fn one_line(rendered: &str) -> String {
         .map(str::trim)
         .collect();
     text.join(" ").trim_start_matches("error: ").to_owned()
+}
+
+/// raind: the rain server (the same as `rain server`).
+#[derive(Debug, Parser)]
+#[command(name = "raind", version, disable_version_flag = true)]
+struct Raind {
+    /// Print version.
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
+    version: Option<bool>,
+    /// Enable debug logging.
+    #[arg(short, long)]
+    debug: bool,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// The `raind` binary's entry point.
+pub fn raind_main() -> ExitCode {
+    let args = match Raind::try_parse() {
+        Ok(args) => args,
+        Err(e) if !e.use_stderr() => {
+            print!("{e}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("raind: {}", one_line(&e.render().to_string()));
+            return ExitCode::FAILURE;
+        }
+    };
+    logging::init(args.debug, true);
+    match crate::server::run(args.server.config.as_deref()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("raind: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The `rain` binary's entry point.

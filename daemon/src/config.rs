@@ -38,7 +38,7 @@ use std::time::Duration;
 
 pub use duration::{DurationError, format_go_duration, parse_go_duration};
 pub use error::{ConfigError, Warning};
-pub use keys::KEYS;
+pub use keys::{BEYOND_RAIN, KEYS};
 
 use crate::expand_env;
 
@@ -124,6 +124,9 @@ pub struct Config {
     pub rpc_port: u16,
     /// `rpc-shutdown-timeout` (`5s`): graceful shutdown wait.
     pub rpc_shutdown_timeout: Duration,
+    /// `rpc-token` (empty; not in rain): when set, every RPC request must carry
+    /// `Authorization: Bearer <token>`.
+    pub rpc_token: String,
 
     // DHT
     /// `dht-enabled` (`true`): run the DHT node.
@@ -273,6 +276,7 @@ impl Default for Config {
             rpc_host: "127.0.0.1".to_owned(),
             rpc_port: 7246,
             rpc_shutdown_timeout: secs(5),
+            rpc_token: String::new(),
 
             dht_enabled: true,
             dht_host: "0.0.0.0".to_owned(),

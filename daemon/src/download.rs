@@ -180,7 +180,7 @@ async fn watch(session: &Session, id: &str, seed: bool) -> Result<(), CliError> 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut seen_complete = false;
     // Created once, so a signal that arrives between two ticks is not missed.
-    let shutdown = shutdown_signal();
+    let shutdown = crate::server::shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -232,17 +232,4 @@ fn status_line(s: &TorrentStats) -> String {
         indicatif::HumanBytes(st.speed.download),
         indicatif::HumanBytes(st.speed.upload)
     )
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = async {
-            match term.as_mut() {
-                Some(t) => { t.recv().await; }
-                None => std::future::pending::<()>().await,
-            }
-        } => {}
-    }
 }

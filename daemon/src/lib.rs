@@ -1,12 +1,17 @@
-//! rain's binaries: the `rain` command line (and, with the daemon issue, `raind`).
+//! rain's binaries: the `rain` command line and the `raind` server.
 //!
 //! The command line lives in the library so tests drive exactly the code users run.
 
 pub mod cli;
+pub mod client;
+mod compact;
 pub mod config;
 mod download;
 mod expand;
+mod logging;
+mod magnet_to_torrent;
 pub mod rpc;
+pub mod server;
 pub mod session_config;
 mod torrent_tools;
 

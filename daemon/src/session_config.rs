@@ -37,6 +37,7 @@ pub fn session_config(c: &Config) -> Result<SessionConfig, String> {
             .unwrap_or(usize::MAX),
         tracker_http_verify_tls: c.tracker_http_verify_tls,
         tracker_http_private_user_agent: c.tracker_http_private_user_agent.clone(),
+        torrent_add_http_timeout: c.torrent_add_http_timeout,
         dns_resolve_timeout: c.dns_resolve_timeout,
         max_torrent_size: usize::try_from(c.max_torrent_size).unwrap_or(usize::MAX),
         max_pieces: c.max_pieces,

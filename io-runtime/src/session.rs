@@ -347,7 +347,7 @@ pub enum SessionEvent {
         /// The torrent.
         id: String,
     },
-    /// Every wanted piece is downloaded.
+    /// Every wanted piece is downloaded, or verified present when the torrent starts.
     Completed {
         /// The torrent.
         id: String,
@@ -711,7 +711,10 @@ impl<N: Network> Session<N> {
             reason,
         };
         let client = HttpClient::new(self.shared.net.clone(), self.config.torrent_http_config());
-        let response = client.get(url, &[]).await.map_err(|e| fail(e.to_string()))?;
+        let response = client
+            .get(url, &[])
+            .await
+            .map_err(|e| fail(e.to_string()))?;
         if response.status != 200 {
             return Err(fail(format!("HTTP status {}", response.status)));
         }
@@ -1166,7 +1169,8 @@ impl<N: Network> Session<N> {
         let db = self.shared.db()?;
         let ids = self.invalid.clone();
         tokio::task::spawn_blocking(move || {
-            ids.iter().try_for_each(|id| db.delete_torrent(id).map(drop))
+            ids.iter()
+                .try_for_each(|id| db.delete_torrent(id).map(drop))
         })
         .await
         .map_err(|e| SessionError::Io(std::io::Error::other(e)))??;

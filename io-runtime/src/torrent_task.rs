@@ -676,6 +676,13 @@ impl<N: Network> Task<N> {
         let now = self.shared.now();
         self.phase = Phase::Running;
         self.machine.start(now);
+        // Complete from the start (data already on disk): users hear "complete" as rain's
+        // NotifyComplete tells them, so hooks such as on-complete-cmd see it too.
+        if self.machine.is_complete() {
+            self.shared.emit(SessionEvent::Completed {
+                id: self.id.clone(),
+            });
+        }
         let peers: Vec<SocketAddr> = self
             .fixed_peers
             .iter()

@@ -6,6 +6,9 @@ use saphyr::MarkedYaml;
 use super::Config;
 use super::kinds::{Bad, Bool, Dur, Kind, List, Mode, Path, Port, Str, U32, U64};
 
+/// Keys of ours that rain does not have.
+pub const BEYOND_RAIN: &[&str] = &["rpc-token"];
+
 macro_rules! config_keys {
     ($($key:literal => $field:ident: $kind:ty,)*) => {
         /// Every YAML key rain's `config.yaml` may hold, in rain's order.
@@ -77,6 +80,7 @@ config_keys! {
     "rpc-host" => rpc_host: Str,
     "rpc-port" => rpc_port: Port,
     "rpc-shutdown-timeout" => rpc_shutdown_timeout: Dur,
+    "rpc-token" => rpc_token: Str,
     // DHT
     "dht-enabled" => dht_enabled: Bool,
     "dht-host" => dht_host: Str,

@@ -3,6 +3,7 @@
 //!
 //! [`types`] holds every request and response object with rain's PascalCase field names.
 
+pub mod methods;
 pub mod types;
 
 /// Every method of rain's RPC API, as sent on the wire.

@@ -192,12 +192,11 @@ fn auto_piece_length_follows_rain() {
 fn completed_bytes_counts_only_overlap_with_pieces_we_have() {
     // Files of 40 000 and 10 bytes over 16 KiB pieces: pieces 0..=1 are whole, piece 2 is
     // 7 242 bytes of file a plus file b.
-    let files = vec![
-        (vec!["a".to_owned()], 40_000),
-        (vec!["b".to_owned()], 10),
-    ];
+    let files = vec![(vec!["a".to_owned()], 40_000), (vec!["b".to_owned()], 10)];
     let bytes = spec(Some(files), 0, 16384).to_bytes();
-    let info = Metainfo::from_bytes(&bytes, &Limits::default()).unwrap().info;
+    let info = Metainfo::from_bytes(&bytes, &Limits::default())
+        .unwrap()
+        .info;
     let (a, b) = (&info.files[0], &info.files[1]);
     assert_eq!(info.completed_bytes(a, |_| false), 0);
     assert_eq!(info.completed_bytes(a, |_| true), 40_000);

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    rain_daemon::cli::raind_main()
+}

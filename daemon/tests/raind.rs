@@ -1,0 +1,789 @@
+//! End to end: real `raind` processes on loopback, driven by the real `rain client` binary and
+//! by raw HTTP requests shaped like rain's Go client. Every process is killed when its guard
+//! drops and every wait is bounded.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const RAIND: &str = env!("CARGO_BIN_EXE_raind");
+const RAIN: &str = env!("CARGO_BIN_EXE_rain");
+const WAIT: Duration = Duration::from_secs(60);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A port range nobody listens on: `n` consecutive free ports.
+fn free_range(n: u16) -> (u16, u16) {
+    loop {
+        let begin = free_port();
+        let Some(end) = begin.checked_add(n) else {
+            continue;
+        };
+        if (begin..end).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return (begin, end);
+        }
+    }
+}
+
+/// One `raind` with its own directory, config and RPC port.
+struct Raind {
+    dir: PathBuf,
+    config: PathBuf,
+    url: String,
+    /// `rpc-token`, passed to the client through `RAIN_RPC_TOKEN`.
+    token: String,
+    child: Option<Child>,
+}
+
+impl Raind {
+    /// Writes a config under `dir` (loopback only, no DHT) and starts the server.
+    fn start(dir: &Path, extra: &str) -> Raind {
+        std::fs::create_dir_all(dir).unwrap();
+        let rpc = free_port();
+        let (begin, end) = free_range(8);
+        let config = dir.join("config.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "database: {db}\ndata-dir: {data}\nhost: 127.0.0.1\nrpc-port: {rpc}\n\
+                 port-begin: {begin}\nport-end: {end}\ndht-enabled: false\n{extra}",
+                db = dir.join("session.db").display(),
+                data = dir.join("data").display(),
+            ),
+        )
+        .unwrap();
+        let mut d = Raind {
+            dir: dir.to_owned(),
+            config,
+            url: format!("http://127.0.0.1:{rpc}"),
+            token: extra
+                .lines()
+                .find_map(|l| l.strip_prefix("rpc-token: "))
+                .unwrap_or_default()
+                .to_owned(),
+            child: None,
+        };
+        d.spawn();
+        d
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.join("raind.log")).unwrap();
+        let child = Command::new(RAIND)
+            .arg("--config")
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("raind starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + WAIT;
+        while !self.client(&["version"]).status.success() {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("raind exited with {status}: {}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "raind never answered: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("raind.log")).unwrap_or_default()
+    }
+
+    /// Stops it as an operator would (SIGTERM) and checks it exits cleanly.
+    fn stop(&mut self) {
+        let mut child = self.child.take().expect("running");
+        let killed = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "raind exit: {status}: {}", self.log());
+                return;
+            }
+            assert!(Instant::now() < deadline, "raind ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn client(&self, args: &[&str]) -> Output {
+        Command::new(RAIN)
+            .args(["client", "--url", &self.url, "--timeout", "20s"])
+            .args(args)
+            .env("RAIN_RPC_TOKEN", &self.token)
+            .output()
+            .expect("rain starts")
+    }
+
+    /// Runs `rain client …`, which must succeed, and returns its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.client(args);
+        assert!(
+            out.status.success(),
+            "rain client {args:?}: {}\nraind log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let text = self.ok(args);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?} printed {text:?}: {e}"))
+    }
+
+    fn stats(&self, id: &str) -> Value {
+        self.json(&["stats", "--id", id, "--json"])
+    }
+
+    /// Polls the torrent's stats until `done` holds.
+    fn wait_for(&self, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let s = self.stats(id);
+            if done(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} never {what}: {s}\nlog:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A raw JSON-RPC call exactly as rain's Go client sends it.
+    fn raw(&self, method: &str, params: Option<Value>) -> Value {
+        let mut body = json!({"jsonrpc": "2.0", "method": method, "id": 1});
+        if let Some(p) = params {
+            body["params"] = p;
+        }
+        let (status, text) = http_post(
+            &self.url,
+            &[
+                ("Content-Type", "application/json"),
+                ("Accept", "application/json"),
+            ],
+            &body.to_string(),
+        );
+        assert_eq!(status, 200, "{method}: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+impl Drop for Raind {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 POST; returns the status and body.
+fn http_post(url: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    let addr = url.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut req = format!("POST / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req += &[k, ": ", v, "\r\n"].concat();
+    }
+    let length = body.len().to_string();
+    req += &["Content-Length: ", &length, "\r\n\r\n", body].concat();
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    // jsonrpsee answers with Content-Length; a chunked body would need decoding.
+    (status, body.to_owned())
+}
+
+/// Writes `len` pseudo-random bytes to `path`.
+fn payload(path: &Path, len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed | 1;
+    let data: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, &data).unwrap();
+    data
+}
+
+fn rain(args: &[&str]) -> Output {
+    Command::new(RAIN).args(args).output().expect("rain starts")
+}
+
+/// A torrent of one file `name` with `len` bytes, created by `rain torrent create`; returns
+/// the .torrent path and the data.
+fn make_torrent(dir: &Path, name: &str, len: usize) -> (PathBuf, Vec<u8>) {
+    let src = dir.join("src").join(name);
+    let data = payload(&src, len, len as u32);
+    let torrent = dir.join(format!("{name}.torrent"));
+    let out = rain(&[
+        "torrent",
+        "create",
+        "-f",
+        src.to_str().unwrap(),
+        "-o",
+        torrent.to_str().unwrap(),
+        "-l",
+        "32",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (torrent, data)
+}
+
+fn one_error_line(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "exit status of {out:?}");
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+#[test]
+fn client_drives_two_servers_through_a_download_and_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (torrent, data) = make_torrent(tmp.path(), "movie.bin", 3 * 1024 * 1024 + 123);
+    let torrent = torrent.to_str().unwrap();
+
+    // The seeder: data placed where a torrent with id "seed" keeps it.
+    let seeder = Raind::start(&tmp.path().join("seeder"), "");
+    std::fs::create_dir_all(tmp.path().join("seeder/data/seed")).unwrap();
+    std::fs::copy(
+        tmp.path().join("src/movie.bin"),
+        tmp.path().join("seeder/data/seed/movie.bin"),
+    )
+    .unwrap();
+    let added = seeder.json(&["add", "-t", torrent, "--id", "seed"]);
+    assert_eq!(added["ID"], "seed");
+    assert_eq!(added["Name"], "movie.bin");
+    let seed_port = added["Port"].as_u64().unwrap();
+    seeder.wait_for("seed", "seeding", |s| s["Status"] == "Seeding");
+
+    // The leecher downloads from it.
+    let mut leecher = Raind::start(&tmp.path().join("leecher"), "");
+    let added = leecher.json(&["add", "-t", torrent]);
+    let id = added["ID"].as_str().unwrap().to_owned();
+    assert_eq!(added["InfoHash"], seeder.stats("seed")["InfoHash"]);
+    leecher.ok(&[
+        "add-peer",
+        "--id",
+        &id,
+        "--addr",
+        &format!("127.0.0.1:{seed_port}"),
+    ]);
+    let done = leecher.wait_for(&id, "completed", |s| s["Status"] == "Seeding");
+    assert_eq!(done["Pieces"]["Have"], done["Pieces"]["Total"]);
+    let got = std::fs::read(tmp.path().join(format!("leecher/data/{id}/movie.bin"))).unwrap();
+    assert!(got == data, "downloaded bytes differ");
+
+    // Getters.
+    let list = leecher.json(&["list"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let files = leecher.json(&["files", "--id", &id]);
+    assert_eq!(files[0]["Path"], "movie.bin");
+    assert_eq!(files[0]["Length"], data.len() as u64);
+    let fstats = leecher.json(&["file-stats", "--id", &id]);
+    assert_eq!(fstats[0]["BytesCompleted"], data.len() as u64);
+    let magnet = leecher.ok(&["magnet", "--id", &id]);
+    assert!(
+        magnet.trim().starts_with("magnet:?xt=urn:btih:"),
+        "{magnet}"
+    );
+    let copy = tmp.path().join("copy.torrent");
+    leecher.ok(&["torrent", "--id", &id, "-o", copy.to_str().unwrap()]);
+    let info = |p: &str| String::from_utf8(rain(&["torrent", "infohash", "-f", p]).stdout);
+    assert_eq!(info(copy.to_str().unwrap()), info(torrent));
+    let session = leecher.json(&["session-stats", "--json"]);
+    assert_eq!(session["Torrents"], 1);
+    assert!(leecher.ok(&["stats", "--id", &id]).contains("Seeding"));
+    assert!(leecher.json(&["trackers", "--id", &id]).is_array());
+    assert!(leecher.json(&["webseeds", "--id", &id]).is_array());
+    assert!(leecher.json(&["peers", "--id", &id]).is_array());
+    leecher.ok(&["announce", "--id", &id]);
+
+    // Stop, start, verify.
+    leecher.ok(&["stop", "--id", &id]);
+    leecher.wait_for(&id, "stopped", |s| s["Status"] == "Stopped");
+    leecher.ok(&["start", "--id", &id]);
+    leecher.wait_for(&id, "seeding again", |s| s["Status"] == "Seeding");
+    leecher.ok(&["verify", "--id", &id]);
+    let verified = leecher.wait_for(&id, "verified and stopped", |s| {
+        s["Status"] == "Stopped" && s["Pieces"]["Have"] == s["Pieces"]["Total"]
+    });
+    assert_eq!(verified["Pieces"]["Have"], done["Pieces"]["Total"]);
+    leecher.ok(&["start-all"]);
+    leecher.wait_for(&id, "seeding after start-all", |s| s["Status"] == "Seeding");
+
+    // A magnet joins the list; both survive a restart with their state.
+    let m = leecher.json(&[
+        "add",
+        "-t",
+        "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567&dn=other",
+        "--stopped",
+    ]);
+    let magnet_id = m["ID"].as_str().unwrap().to_owned();
+    let downloaded = leecher.stats(&id)["Bytes"]["Downloaded"].clone();
+    leecher.stop();
+    leecher.spawn();
+    let list = leecher.json(&["list"]);
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    let s = leecher.wait_for(&id, "seeding after restart", |s| s["Status"] == "Seeding");
+    assert_eq!(
+        s["Bytes"]["Downloaded"], downloaded,
+        "nothing downloaded twice"
+    );
+    assert_eq!(leecher.stats(&magnet_id)["Status"], "Stopped");
+
+    // Remove keeping data, then without.
+    leecher.ok(&["remove", "--id", &magnet_id]);
+    leecher.ok(&["remove", "--id", &id, "--keep-data"]);
+    assert!(
+        tmp.path()
+            .join(format!("leecher/data/{id}/movie.bin"))
+            .exists()
+    );
+    assert_eq!(leecher.json(&["list"]).as_array().unwrap().len(), 0);
+    let again = leecher.json(&["add", "-t", torrent, "--id", "again", "--stopped"]);
+    assert_eq!(again["ID"], "again");
+    std::fs::create_dir_all(tmp.path().join("leecher/data/again")).unwrap();
+    std::fs::write(tmp.path().join("leecher/data/again/movie.bin"), &data).unwrap();
+    leecher.ok(&["remove", "--id", "again"]);
+    assert!(
+        !tmp.path().join("leecher/data/again").exists(),
+        "data removed"
+    );
+    leecher.stop();
+}
+
+/// Requests shaped exactly as rain's Go client sends them get rain's result shapes.
+#[test]
+fn raw_requests_get_rains_shapes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (torrent, _) = make_torrent(tmp.path(), "shape.bin", 100_000);
+    let d = Raind::start(&tmp.path().join("d"), "");
+    let keys = |v: &Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let result = |method: &str, params: Option<Value>| -> Value {
+        let r = d.raw(method, params);
+        assert_eq!(r["jsonrpc"], "2.0");
+        assert_eq!(r["id"], 1);
+        r.get("result")
+            .cloned()
+            .unwrap_or_else(|| panic!("{method}: {r}"))
+    };
+
+    assert!(result("Session.Version", None).is_string());
+    let bytes = std::fs::read(&torrent).unwrap();
+    let b64 = data_encoding::BASE64.encode(&bytes);
+    let added = result(
+        "Session.AddTorrent",
+        Some(json!({"Torrent": b64, "ID": "", "Stopped": true,
+                    "StopAfterDownload": false, "StopAfterMetadata": false})),
+    );
+    assert_eq!(keys(&added), ["Torrent"]);
+    assert_eq!(
+        keys(&added["Torrent"]),
+        ["AddedAt", "ID", "InfoHash", "Name", "Port"]
+    );
+    let id = added["Torrent"]["ID"].as_str().unwrap().to_owned();
+    let by_id = Some(json!({ "ID": id }));
+    let uri = result(
+        "Session.AddURI",
+        Some(
+            json!({"URI": "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567",
+                    "ID": "m1", "Stopped": true}),
+        ),
+    );
+    assert_eq!(uri["Torrent"]["ID"], "m1");
+
+    let list = result("Session.ListTorrents", Some(json!({})));
+    assert_eq!(keys(&list), ["Torrents"]);
+    assert_eq!(list["Torrents"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        result("Session.ListTorrents", None),
+        list,
+        "params may be omitted"
+    );
+
+    let stats = result("Session.GetTorrentStats", by_id.clone());
+    assert_eq!(
+        keys(&stats["Stats"]),
+        [
+            "Addresses",
+            "Bytes",
+            "Downloads",
+            "ETA",
+            "Error",
+            "FileCount",
+            "Handshakes",
+            "InfoHash",
+            "MetadataDownloads",
+            "Name",
+            "Peers",
+            "PieceLength",
+            "Pieces",
+            "Port",
+            "Private",
+            "SeededFor",
+            "Speed",
+            "Status",
+        ]
+    );
+    assert_eq!(
+        keys(&stats["Stats"]["Addresses"]),
+        ["DHT", "PEX", "Total", "Tracker"]
+    );
+    assert_eq!(stats["Stats"]["Status"], "Stopped");
+    assert_eq!(stats["Stats"]["ETA"], -1);
+
+    let session = result("Session.GetSessionStats", None);
+    assert_eq!(keys(&session), ["Stats"]);
+    for k in [
+        "Uptime",
+        "Torrents",
+        "Peers",
+        "PortsAvailable",
+        "BytesDownloaded",
+    ] {
+        assert!(session["Stats"].get(k).is_some(), "SessionStats.{k}");
+    }
+    assert_eq!(session["Stats"]["Torrents"], 2);
+
+    assert_eq!(
+        keys(&result("Session.GetTorrentTrackers", by_id.clone())),
+        ["Trackers"]
+    );
+    assert_eq!(
+        keys(&result("Session.GetTorrentPeers", by_id.clone())),
+        ["Peers"]
+    );
+    assert_eq!(
+        keys(&result("Session.GetTorrentWebseeds", by_id.clone())),
+        ["Webseeds"]
+    );
+    let files = result("Session.GetTorrentFiles", by_id.clone());
+    assert_eq!(keys(&files["Files"][0]), ["Length", "Path"]);
+    let magnet = result("Session.GetMagnet", by_id.clone());
+    assert!(magnet["Magnet"].as_str().unwrap().starts_with("magnet:?"));
+    let file = result("Session.GetTorrent", by_id.clone());
+    let back = data_encoding::BASE64
+        .decode(file["Torrent"].as_str().unwrap().as_bytes())
+        .unwrap();
+    // The info dictionary comes back byte for byte (rain rebuilds the rest).
+    let at = bytes.windows(7).position(|w| w == b"4:infod").unwrap() + 6;
+    let info = &bytes[at..bytes.len() - 1];
+    assert!(
+        back.windows(info.len()).any(|w| w == info),
+        "info dictionary kept"
+    );
+    for m in [
+        "Session.StartTorrent",
+        "Session.AnnounceTorrent",
+        "Session.StopTorrent",
+    ] {
+        assert_eq!(result(m, by_id.clone()), json!({}), "{m}");
+    }
+    assert_eq!(
+        result("Session.StartAllTorrents", Some(json!({}))),
+        json!({})
+    );
+    assert_eq!(result("Session.StopAllTorrents", None), json!({}));
+    assert_eq!(
+        result(
+            "Session.AddPeer",
+            Some(json!({"ID": id, "Addr": "127.0.0.1:1"}))
+        ),
+        json!({})
+    );
+    assert_eq!(
+        result(
+            "Session.AddTracker",
+            Some(json!({"ID": id, "URL": "http://127.0.0.1:1/announce"}))
+        ),
+        json!({})
+    );
+    assert_eq!(result("Session.CleanDatabase", None), json!({}));
+    assert_eq!(
+        result(
+            "Session.RemoveTorrent",
+            Some(json!({"ID": "no-such-id", "KeepData": false}))
+        ),
+        json!({}),
+        "removing an unknown id is not an error (rain)"
+    );
+
+    // Errors carry rain's codes.
+    let missing = d.raw("Session.GetTorrentStats", Some(json!({"ID": "nope"})));
+    assert_eq!(missing["error"]["code"], 1);
+    assert_eq!(missing["error"]["message"], "torrent not found");
+    let bad = d.raw(
+        "Session.AddURI",
+        Some(json!({"URI": "magnet:?xt=urn:btih:zz"})),
+    );
+    assert_eq!(bad["error"]["code"], 2);
+    assert!(
+        bad["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("input error")
+    );
+    let bad = d.raw(
+        "Session.AddTorrent",
+        Some(json!({"Torrent": "bm90IGEgdG9ycmVudA=="})),
+    );
+    assert_eq!(bad["error"]["code"], 2, "{bad}");
+    let scheme = d.raw("Session.AddURI", Some(json!({"URI": "ftp://x/y.torrent"})));
+    assert_eq!(scheme["error"]["code"], -32000);
+}
+
+/// What a browser page (or a stranger) can and cannot do.
+#[test]
+fn http_guards_refuse_browsers_and_strangers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Raind::start(&tmp.path().join("d"), "rpc-token: s3cret\n");
+    let body = r#"{"jsonrpc":"2.0","method":"Session.Version","id":1}"#;
+    let json_headers = [
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json"),
+    ];
+    let (status, _) = http_post(&d.url, &json_headers, body);
+    assert_eq!(status, 401, "token required");
+    let auth = [
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json"),
+        ("Authorization", "Bearer s3cret"),
+    ];
+    let (status, text) = http_post(&d.url, &auth, body);
+    assert_eq!((status, text.contains("result")), (200, true), "{text}");
+    let form = [
+        ("Content-Type", "text/plain"),
+        ("Authorization", "Bearer s3cret"),
+    ];
+    assert_eq!(
+        http_post(&d.url, &form, body).0,
+        415,
+        "simple CORS request refused"
+    );
+
+    // The client passes the token from the environment.
+    let out = Command::new(RAIN)
+        .args(["client", "--url", &d.url, "version"])
+        .env("RAIN_RPC_TOKEN", "s3cret")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let no_token = Command::new(RAIN)
+        .args(["client", "--url", &d.url, "version"])
+        .env_remove("RAIN_RPC_TOKEN")
+        .output()
+        .unwrap();
+    let err = one_error_line(&no_token);
+    assert!(
+        err.contains("401") || err.to_lowercase().contains("token"),
+        "{err}"
+    );
+
+    // DNS rebinding: the right address under a foreign name.
+    let mut s = TcpStream::connect(d.url.trim_start_matches("http://")).unwrap();
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: attacker.example\r\nContent-Type: application/json\r\n\
+         Authorization: Bearer s3cret\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
+    assert!(!resp.to_lowercase().contains("access-control-allow-origin"));
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut d = Raind::start(&tmp.path().join("d"), "");
+
+    let err = one_error_line(&d.client(&["add", "-t", "/nonexistent/x.torrent"]));
+    assert!(err.contains("/nonexistent/x.torrent"), "{err}");
+    let err = one_error_line(&d.client(&["add", "-t", "magnet:?xt=urn:btih:nothex"]));
+    assert!(err.contains("input error"), "{err}");
+    let err = one_error_line(&d.client(&["stats", "--id", "unknown"]));
+    assert_eq!(err, "rain: torrent not found");
+    let err = one_error_line(&d.client(&["start", "--id", "unknown"]));
+    assert_eq!(err, "rain: torrent not found");
+
+    // The RPC port is taken: a second server on the same config fails at once.
+    let second = Command::new(RAIND)
+        .arg("-c")
+        .arg(&d.config)
+        .output()
+        .unwrap();
+    let err = one_error_line(&second);
+    assert!(err.contains("lock") || err.contains("use"), "{err}");
+
+    // Another config with the same database: the lock is a clear error.
+    let other = tmp.path().join("other.yaml");
+    std::fs::write(
+        &other,
+        format!(
+            "database: {}\nrpc-port: {}\ndht-enabled: false\n",
+            d.dir.join("session.db").display(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let err = one_error_line(&Command::new(RAIND).arg("-c").arg(&other).output().unwrap());
+    assert!(err.to_lowercase().contains("lock"), "{err}");
+
+    // A busy RPC port with a free database.
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let cfg = tmp.path().join("busy.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "database: {}\nrpc-port: {port}\ndht-enabled: false\n",
+            tmp.path().join("busy.db").display()
+        ),
+    )
+    .unwrap();
+    let err = one_error_line(&Command::new(RAIND).arg("-c").arg(&cfg).output().unwrap());
+    assert!(err.contains(&port.to_string()), "{err}");
+
+    // Malformed YAML and a missing explicit config.
+    let bad = tmp.path().join("bad.yaml");
+    std::fs::write(&bad, "rpc-port: [unclosed\n").unwrap();
+    one_error_line(&Command::new(RAIND).arg("-c").arg(&bad).output().unwrap());
+    one_error_line(&rain(&["server", "-c", "/nonexistent/config.yaml"]));
+
+    // The server is gone.
+    d.stop();
+    let err = one_error_line(&d.client(&["list"]));
+    assert!(err.contains(&d.url), "{err}");
+}
+
+#[test]
+fn compact_database_keeps_torrents() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (torrent, _) = make_torrent(tmp.path(), "c.bin", 50_000);
+    let mut d = Raind::start(&tmp.path().join("d"), "");
+    d.ok(&[
+        "add",
+        "-t",
+        torrent.to_str().unwrap(),
+        "--id",
+        "keep",
+        "--stopped",
+    ]);
+    d.stop();
+    let config = d.config.to_str().unwrap().to_owned();
+    let out = rain(&["compact-database", "-c", &config]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 torrents kept"));
+    d.spawn();
+    assert_eq!(d.json(&["list"])[0]["ID"], "keep");
+    // While the server runs, compacting is refused, not corrupting.
+    one_error_line(&rain(&["compact-database", "-c", &config]));
+}
+
+#[test]
+fn on_complete_cmd_runs_once_per_torrent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (torrent, _) = make_torrent(tmp.path(), "hook.bin", 70_000);
+    let marker = tmp.path().join("hook.log");
+    let script = tmp.path().join("hook.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$RAIN_TORRENT_ID $RAIN_TORRENT_NAME $RAIN_TORRENT_HASH\" >> {}\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    let mut d = Raind::start(
+        &tmp.path().join("d"),
+        &format!("on-complete-cmd: [\"{}\"]\n", script.display()),
+    );
+    // The data is already in place: verification completes the torrent.
+    std::fs::create_dir_all(tmp.path().join("d/data/h")).unwrap();
+    std::fs::copy(
+        tmp.path().join("src/hook.bin"),
+        tmp.path().join("d/data/h/hook.bin"),
+    )
+    .unwrap();
+    d.ok(&["add", "-t", torrent.to_str().unwrap(), "--id", "h"]);
+    let hash = d.wait_for("h", "seeding", |s| s["Status"] == "Seeding")["InfoHash"].clone();
+    let deadline = Instant::now() + WAIT;
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "hook never ran: {}", d.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Completing again (verify, start, restart) does not run it again.
+    d.ok(&["verify", "--id", "h"]);
+    d.wait_for("h", "verified", |s| {
+        s["Status"] == "Stopped" && s["Pieces"]["Have"] == s["Pieces"]["Total"]
+    });
+    d.ok(&["start", "--id", "h"]);
+    d.wait_for("h", "seeding again", |s| s["Status"] == "Seeding");
+    d.stop();
+    d.spawn();
+    d.wait_for("h", "seeding after restart", |s| s["Status"] == "Seeding");
+    std::thread::sleep(Duration::from_millis(500));
+    let log = std::fs::read_to_string(&marker).unwrap();
+    assert_eq!(
+        log,
+        format!("h hook.bin {}\n", hash.as_str().unwrap()),
+        "ran exactly once with rain's variables"
+    );
+}
