@@ -105,6 +105,7 @@ async fn run(args: &DownloadArgs) -> Result<(), CliError> {
         .map_or_else(|| PathBuf::from(format!("{name}.resume")), PathBuf::from);
     settings.data_dir = PathBuf::from(".");
     settings.data_dir_includes_torrent_id = false;
+    crate::rlimit::apply_max_open_files(config.max_open_files);
     let session = Session::new(settings)
         .await
         .map_err(|e| failed(e.to_string()))?;

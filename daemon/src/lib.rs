@@ -10,6 +10,7 @@ mod download;
 mod expand;
 mod logging;
 mod magnet_to_torrent;
+mod rlimit;
 pub mod rpc;
 pub mod server;
 pub mod session_config;

@@ -77,6 +77,7 @@ pub async fn shutdown_signal() {
 /// server (waiting at most `rpc-shutdown-timeout`) and closes the session.
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), String> {
     let session_config = session_config(&config)?;
+    crate::rlimit::apply_max_open_files(config.max_open_files);
     let session = Session::new(session_config)
         .await
         .map_err(|e| format!("cannot open the session: {e}"))?;
