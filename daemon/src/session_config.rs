@@ -52,6 +52,14 @@ pub fn session_config(c: &Config) -> Result<SessionConfig, String> {
         max_peer_accept: c.max_peer_accept as usize,
         parallel_metadata_downloads: c.parallel_metadata_downloads as usize,
         allowed_fast_set: c.allowed_fast_set as usize,
+        webseed_dial_timeout: c.webseed_dial_timeout,
+        webseed_tls_handshake_timeout: c.webseed_tls_handshake_timeout,
+        webseed_response_header_timeout: c.webseed_response_header_timeout,
+        webseed_response_body_read_timeout: c.webseed_response_body_read_timeout,
+        webseed_retry_interval: c.webseed_retry_interval,
+        webseed_verify_tls: c.webseed_verify_tls,
+        webseed_max_sources: c.webseed_max_sources as usize,
+        webseed_max_downloads: c.webseed_max_downloads as usize,
         ..defaults
     })
 }
@@ -69,6 +77,8 @@ mod tests {
             max_requests_in: 77,
             tracker_http_verify_tls: false,
             tracker_http_private_user_agent: "Private/1".into(),
+            webseed_retry_interval: std::time::Duration::from_secs(7),
+            webseed_max_downloads: 2,
             ..Config::default()
         };
         let s = session_config(&c).unwrap();
@@ -78,6 +88,10 @@ mod tests {
         );
         assert!(s.force_outgoing_encryption && !s.dht_enabled && !s.tracker_http_verify_tls);
         assert_eq!(s.tracker_http_private_user_agent, "Private/1");
+        assert_eq!(
+            (s.webseed_retry_interval.as_secs(), s.webseed_max_downloads),
+            (7, 2)
+        );
         c.host = "not-an-ip".into();
         assert!(session_config(&c).unwrap_err().contains("host"));
     }

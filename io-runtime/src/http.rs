@@ -1,11 +1,15 @@
-//! A small HTTP/1.1 GET client over the [`Network`] trait: trackers now, webseeds and
-//! `.torrent` URLs later (DESIGN.md §3).
+//! A small HTTP/1.1 GET client over the [`Network`] trait: trackers, `.torrent` URLs and
+//! webseeds (DESIGN.md §3).
 //!
 //! Everything is bounded: the whole exchange (resolution, connection, TLS, redirects and body)
 //! by [`HttpConfig::timeout`], host resolution by [`HttpConfig::resolve_timeout`], the body by
 //! [`HttpConfig::max_body`] (a larger declared `Content-Length` fails before the body is read,
 //! a longer body fails when the limit is crossed, and a gzip body is bounded after
 //! decompression too), and redirects by [`HttpConfig::max_redirects`].
+//!
+//! Webseeds stream instead ([`HttpClient::get_streamed`]): connection, TLS handshake and
+//! response headers each have their own bound, and the body is read chunk by chunk with a
+//! bound on the silence between chunks, never collected.
 //!
 //! https uses rustls with the webpki root certificates; verification can be turned off
 //! (`tracker-http-verify-tls: false`).
@@ -339,6 +343,210 @@ impl<N: Network> HttpClient<N> {
 struct Once {
     response: Response,
     location: Option<String>,
+}
+
+/// Time bounds of a streamed GET (rain's `webseed-*-timeout` keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamTimeouts {
+    /// TCP connect, per address tried (`webseed-dial-timeout`).
+    pub connect: Duration,
+    /// TLS handshake (`webseed-tls-handshake-timeout`).
+    pub tls: Duration,
+    /// From the request to the response headers (`webseed-response-header-timeout`).
+    pub headers: Duration,
+    /// Longest silence while reading the body (`webseed-response-body-read-timeout`).
+    pub body_idle: Duration,
+}
+
+/// A response whose body is read chunk by chunk ([`Streamed::chunk`]). Dropping it closes
+/// the connection.
+pub struct Streamed {
+    /// The status code.
+    pub status: u16,
+    /// The response headers.
+    pub headers: http::HeaderMap,
+    body: hyper::body::Incoming,
+    idle: Duration,
+    _conn: AbortOnDrop,
+}
+
+impl fmt::Debug for Streamed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Streamed")
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Streamed {
+    /// The next chunk of the body as hyper received it (no copy), `None` at its end. Fails
+    /// with [`HttpError::Timeout`] after the idle bound without data.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, HttpError> {
+        loop {
+            let frame = tokio::time::timeout(self.idle, self.body.frame())
+                .await
+                .map_err(|_| HttpError::Timeout)?;
+            match frame {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(hyper_error(&e)),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data()
+                        && !data.is_empty()
+                    {
+                        return Ok(Some(data));
+                    }
+                }
+            }
+        }
+    }
+}
+
+enum Opened {
+    Response(Streamed),
+    Redirect(String),
+}
+
+impl<N: Network> HttpClient<N> {
+    /// GETs `url` with `headers` and returns once the response headers are in, following
+    /// redirects (at most [`HttpConfig::max_redirects`]); the body is then read with
+    /// [`Streamed::chunk`]. No compression is asked for. Each step is bounded by `t`; host
+    /// resolution by [`HttpConfig::resolve_timeout`]. A response of any status is returned.
+    pub async fn get_streamed(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        t: StreamTimeouts,
+    ) -> Result<Streamed, HttpError> {
+        let mut uri = parse_url(url)?;
+        let mut redirects = 0;
+        loop {
+            match self.open_once(&uri, headers, t).await? {
+                Opened::Response(r) => return Ok(r),
+                Opened::Redirect(location) => {
+                    if redirects >= self.config.max_redirects {
+                        return Err(HttpError::TooManyRedirects(self.config.max_redirects));
+                    }
+                    redirects += 1;
+                    uri = resolve_location(&uri, &location).ok_or(HttpError::BadRedirect)?;
+                }
+            }
+        }
+    }
+
+    async fn open_once(
+        &self,
+        uri: &Uri,
+        headers: &[(&str, &str)],
+        t: StreamTimeouts,
+    ) -> Result<Opened, HttpError> {
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            other => return Err(HttpError::UnsupportedScheme(other.unwrap_or("").to_owned())),
+        };
+        let host = uri
+            .host()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| HttpError::InvalidUrl(uri.to_string()))?;
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let stream = self.connect_within(host, port, t.connect).await?;
+        if https {
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            let name = ServerName::try_from(bare.to_owned())
+                .map_err(|e| HttpError::InvalidUrl(format!("{host}: {e}")))?;
+            let tls = tokio::time::timeout(t.tls, self.tls.connect(name, stream))
+                .await
+                .map_err(|_| HttpError::Timeout)?
+                .map_err(|e| HttpError::Tls(e.to_string()))?;
+            self.open_on(tls, uri, headers, t).await
+        } else {
+            self.open_on(stream, uri, headers, t).await
+        }
+    }
+
+    /// Resolves `host` and connects to the first address that accepts, each attempt within
+    /// `limit`.
+    async fn connect_within(
+        &self,
+        host: &str,
+        port: u16,
+        limit: Duration,
+    ) -> Result<N::Stream, HttpError> {
+        let addrs: Vec<SocketAddr> = resolve(&self.net, host, port, self.config.resolve_timeout)
+            .await?
+            .into_iter()
+            .take(MAX_ADDRESSES_TRIED)
+            .collect();
+        let mut last = HttpError::NoAddress(host.to_owned());
+        for addr in addrs {
+            match tokio::time::timeout(limit, self.net.connect(addr)).await {
+                Ok(Ok(s)) => return Ok(s),
+                Ok(Err(e)) => last = connect_error(&e, host),
+                Err(_) => last = HttpError::Timeout,
+            }
+        }
+        Err(last)
+    }
+
+    async fn open_on<S>(
+        &self,
+        io: S,
+        uri: &Uri,
+        headers: &[(&str, &str)],
+        t: StreamTimeouts,
+    ) -> Result<Opened, HttpError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let exchange = async {
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+                .await
+                .map_err(|e| hyper_error(&e))?;
+            let conn = AbortOnDrop(tokio::spawn(async move {
+                let _ = conn.await;
+            }));
+            let path = uri.path_and_query().map_or("/", |p| p.as_str());
+            let authority = uri.authority().map_or("", |a| a.as_str());
+            let authority = authority.rsplit('@').next().unwrap_or(authority);
+            let mut req = http::Request::builder()
+                .method(http::Method::GET)
+                .uri(path)
+                .header(header::HOST, authority)
+                .header(header::ACCEPT_ENCODING, "identity")
+                .header(header::CONNECTION, "close");
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            let req = req
+                .body(Empty::<Bytes>::new())
+                .map_err(|e| HttpError::InvalidUrl(e.to_string()))?;
+            let resp = sender
+                .send_request(req)
+                .await
+                .map_err(|e| hyper_error(&e))?;
+            Ok::<_, HttpError>((resp, conn))
+        };
+        let (resp, conn) = tokio::time::timeout(t.headers, exchange)
+            .await
+            .map_err(|_| HttpError::Timeout)??;
+        let (parts, body) = resp.into_parts();
+        if parts.status.is_redirection() && parts.status.as_u16() != 304 {
+            let location = parts
+                .headers
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .ok_or(HttpError::BadRedirect)?
+                .to_owned();
+            return Ok(Opened::Redirect(location));
+        }
+        Ok(Opened::Response(Streamed {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+            idle: t.body_idle,
+            _conn: conn,
+        }))
+    }
 }
 
 /// Aborts a spawned task when dropped.

@@ -23,3 +23,4 @@ mod torrent_task;
 pub mod tracker_client;
 pub mod udp_tracker;
 pub mod verify;
+pub mod webseed;

@@ -108,6 +108,24 @@ pub struct SessionConfig {
     pub torrent_add_http_timeout: Duration,
     /// `dns-resolve-timeout` for tracker hosts.
     pub dns_resolve_timeout: Duration,
+    /// `webseed-dial-timeout`: TCP connect to a webseed.
+    pub webseed_dial_timeout: Duration,
+    /// `webseed-tls-handshake-timeout`.
+    pub webseed_tls_handshake_timeout: Duration,
+    /// `webseed-response-header-timeout`: from the request to the response headers.
+    pub webseed_response_header_timeout: Duration,
+    /// `webseed-response-body-read-timeout`: longest silence while reading a body.
+    pub webseed_response_body_read_timeout: Duration,
+    /// `webseed-retry-interval`: a failed webseed is retried after this long (rain ignores
+    /// the setting and waits a minute; rain here honours it).
+    pub webseed_retry_interval: Duration,
+    /// `webseed-verify-tls`.
+    pub webseed_verify_tls: bool,
+    /// `webseed-max-sources`: URLs kept from `url-list` (rain never keeps fewer than 10;
+    /// rain here honours any value).
+    pub webseed_max_sources: usize,
+    /// `webseed-max-downloads`: webseeds downloading at once per torrent.
+    pub webseed_max_downloads: usize,
     /// `max-torrent-size`.
     pub max_torrent_size: usize,
     /// `max-pieces`.
@@ -172,6 +190,14 @@ impl Default for SessionConfig {
             tracker_http_private_user_agent: crate::tracker_client::default_user_agent(),
             torrent_add_http_timeout: Duration::from_secs(30),
             dns_resolve_timeout: Duration::from_secs(5),
+            webseed_dial_timeout: Duration::from_secs(10),
+            webseed_tls_handshake_timeout: Duration::from_secs(10),
+            webseed_response_header_timeout: Duration::from_secs(10),
+            webseed_response_body_read_timeout: Duration::from_secs(10),
+            webseed_retry_interval: t.webseed.retry_interval,
+            webseed_verify_tls: true,
+            webseed_max_sources: t.webseed.max_sources,
+            webseed_max_downloads: t.webseed.max_downloads,
             max_torrent_size: 10 * 1024 * 1024,
             max_pieces: 65536,
             max_metadata_size: Limits::DEFAULT_MAX_MESSAGE_LEN,
@@ -211,7 +237,26 @@ impl SessionConfig {
         t.announcer.num_want = self.tracker_num_want;
         t.announcer.stop_timeout = self.tracker_stop_timeout;
         t.client_version = format!("Rain {}", env!("CARGO_PKG_VERSION"));
+        t.webseed = rain_proto::webseed::WebseedConfig {
+            max_sources: self.webseed_max_sources,
+            max_downloads: self.webseed_max_downloads,
+            retry_interval: self.webseed_retry_interval,
+        };
         t
+    }
+
+    /// How webseed requests are made, from the `webseed-*` keys.
+    fn webseed_settings(&self) -> crate::webseed::WebseedSettings {
+        crate::webseed::WebseedSettings {
+            timeouts: crate::http::StreamTimeouts {
+                connect: self.webseed_dial_timeout,
+                tls: self.webseed_tls_handshake_timeout,
+                headers: self.webseed_response_header_timeout,
+                body_idle: self.webseed_response_body_read_timeout,
+            },
+            resolve_timeout: self.dns_resolve_timeout,
+            verify_tls: self.webseed_verify_tls,
+        }
     }
 
     /// The tracker transport's settings from the `tracker-*` keys.
@@ -557,6 +602,7 @@ impl<N: Network> Session<N> {
             hash_sem: Arc::new(Semaphore::new(hash)),
             read_sem: Arc::new(Semaphore::new(MAX_CONCURRENT_READS)),
             dial_sem: Arc::new(Semaphore::new(MAX_CONCURRENT_DIALS)),
+            webseed: config.webseed_settings(),
             announcer,
             events,
             epoch: tokio::time::Instant::now(),
@@ -594,6 +640,7 @@ impl<N: Network> Session<N> {
                 port: record.port,
                 info,
                 trackers: record.trackers.clone(),
+                webseeds: record.url_list.clone(),
                 fixed_peers: record
                     .fixed_peers
                     .iter()
@@ -669,7 +716,7 @@ impl<N: Network> Session<N> {
             mi.info_hash,
             name,
             Some((mi.info, info_bytes)),
-            mi.trackers,
+            (mi.trackers, mi.webseeds),
             Vec::new(),
             opts,
         )
@@ -684,8 +731,15 @@ impl<N: Network> Session<N> {
     ) -> Result<TorrentSummary, SessionError> {
         let m = magnet::parse(link)?;
         let name = m.name.clone().unwrap_or_else(|| m.info_hash.to_hex());
-        self.add(m.info_hash, name, None, m.trackers, m.peers, opts)
-            .await
+        self.add(
+            m.info_hash,
+            name,
+            None,
+            (m.trackers, m.webseeds),
+            m.peers,
+            opts,
+        )
+        .await
     }
 
     /// Adds from a URI: a `magnet:` link, or the `http(s)://` URL of a `.torrent` file
@@ -726,7 +780,7 @@ impl<N: Network> Session<N> {
         info_hash: InfoHash,
         name: String,
         info: Option<(Info, Bytes)>,
-        trackers: Vec<Vec<String>>,
+        (trackers, webseeds): (Vec<Vec<String>>, Vec<String>),
         fixed_peers: Vec<String>,
         opts: AddOptions,
     ) -> Result<TorrentSummary, SessionError> {
@@ -768,7 +822,7 @@ impl<N: Network> Session<N> {
             port,
             name: name.clone(),
             trackers: trackers.clone(),
-            url_list: Vec::new(),
+            url_list: webseeds.clone(),
             fixed_peers: fixed_peers.clone(),
             info: info.as_ref().map(|(_, b)| b.to_vec()).unwrap_or_default(),
             progress: Progress::default(),
@@ -814,6 +868,7 @@ impl<N: Network> Session<N> {
                 port,
                 info,
                 trackers: trackers.clone(),
+                webseeds,
                 fixed_peers: fixed_peers.iter().filter_map(|p| p.parse().ok()).collect(),
                 progress: Progress::default(),
                 stop_after_download: opts.stop_after_download,
@@ -1229,6 +1284,15 @@ impl<N: Network> Session<N> {
                 Err(_) => return Err(SessionError::Closed),
             }
         }
+    }
+
+    /// A torrent's webseed sources in `url-list` order (rain's `GetTorrentWebseeds`): URL,
+    /// last error and download speed, plus what each is doing.
+    pub async fn webseeds(
+        &self,
+        id: &str,
+    ) -> Result<Vec<crate::webseed::WebseedStatus>, SessionError> {
+        self.ask(id, Command::Webseeds).await
     }
 }
 

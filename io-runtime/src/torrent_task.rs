@@ -14,6 +14,8 @@
 //! - Before the machine starts, the data is checked: a stored bitfield is trusted after a
 //!   clean shutdown when every file exists; otherwise existing data is verified (status
 //!   Verifying); a torrent without any file starts empty.
+//! - Webseeds: the machine's webseed requests run on [`crate::webseed`]'s tasks, whose body
+//!   chunks come back through the inbox like peer messages.
 //! - Resume: progress is written every `resume-write-interval`, at completion and at stop,
 //!   following the durability rule of [`crate::resume`]: the bitfield is taken from the
 //!   machine (which sets a bit only after its write returned), then storage is flushed, then
@@ -52,6 +54,8 @@ use crate::resume::{Progress, ResumeDb, pack_bitfield, unpack_bitfield};
 use crate::session::{SessionError, SessionEvent, TorrentStats};
 use crate::storage::{FileCache, FileStorage, FileStorageOptions, Storage};
 use crate::verify::{VerifyError, VerifyOptions, verify};
+use crate::webseed::{Report as WebseedReport, Runner as WebseedRunner, WebseedSettings};
+use rain_proto::webseed::WebseedStatus;
 
 /// Capacity of a torrent's inbox (messages from its peers, disk and tracker results).
 pub const INBOX_CAPACITY: usize = 1024;
@@ -96,6 +100,7 @@ pub(crate) struct Shared<N> {
     pub hash_sem: Arc<Semaphore>,
     pub read_sem: Arc<Semaphore>,
     pub dial_sem: Arc<Semaphore>,
+    pub webseed: WebseedSettings,
     pub announcer: Arc<dyn Announcer>,
     pub events: broadcast::Sender<SessionEvent>,
     pub epoch: tokio::time::Instant,
@@ -134,6 +139,7 @@ pub(crate) enum Command {
     Stats(oneshot::Sender<TorrentStats>),
     Peers(oneshot::Sender<Vec<PeerView>>),
     Trackers(oneshot::Sender<Vec<TrackerStatus>>),
+    Webseeds(oneshot::Sender<Vec<WebseedStatus>>),
     Metadata(oneshot::Sender<Option<(Info, Bytes)>>),
     /// The info dictionary with the verified pieces, once both are known.
     Progress(oneshot::Sender<Option<(Info, Bitfield)>>),
@@ -170,6 +176,7 @@ pub(crate) enum Input {
         result: Result<AnnounceReply, TrackerError>,
     },
     Verified(Result<Vec<bool>, VerifyError>),
+    Webseed(WebseedReport),
 }
 
 /// Everything a torrent task is created from.
@@ -181,6 +188,7 @@ pub(crate) struct TaskSpec {
     pub port: u16,
     pub info: Option<(Info, Bytes)>,
     pub trackers: Vec<Vec<String>>,
+    pub webseeds: Vec<String>,
     pub fixed_peers: Vec<SocketAddr>,
     pub progress: Progress,
     pub stop_after_download: bool,
@@ -217,6 +225,8 @@ struct Task<N: Network> {
     port: u16,
     peer_id: PeerId,
     trackers: Vec<Vec<String>>,
+    webseed_urls: Vec<String>,
+    webseeds: WebseedRunner<N>,
     fixed_peers: Vec<SocketAddr>,
     pending_peers: Vec<SocketAddr>,
     stop_after_download: bool,
@@ -263,6 +273,7 @@ pub(crate) fn spawn<N: Network>(shared: Arc<Shared<N>>, spec: TaskSpec) -> TaskH
         spec.peer_id,
         spec.port,
         &spec.trackers,
+        &spec.webseeds,
         resume_of(&spec.progress, trusted_bits),
         (spec.stop_after_download, spec.stop_after_metadata),
         rng.child(),
@@ -275,6 +286,8 @@ pub(crate) fn spawn<N: Network>(shared: Arc<Shared<N>>, spec: TaskSpec) -> TaskH
         port: spec.port,
         peer_id: spec.peer_id,
         trackers: spec.trackers,
+        webseeds: WebseedRunner::new(shared.net.clone(), shared.webseed),
+        webseed_urls: spec.webseeds,
         fixed_peers: spec.fixed_peers,
         pending_peers: Vec::new(),
         stop_after_download: spec.stop_after_download,
@@ -326,6 +339,7 @@ fn new_machine<N>(
     peer_id: PeerId,
     port: u16,
     trackers: &[Vec<String>],
+    webseeds: &[String],
     resume: Resume,
     (stop_after_download, stop_after_metadata): (bool, bool),
     seed: Seed,
@@ -341,6 +355,7 @@ fn new_machine<N>(
         stop_after_metadata,
         our_addr: None,
         blocklist: None,
+        webseeds: webseeds.to_vec(),
     };
     Torrent::new(params, shared.torrent_config.clone(), seed, shared.now())
 }
@@ -403,6 +418,7 @@ impl<N: Network> Task<N> {
             l.abort();
         }
         self.peers.clear();
+        self.webseeds.cancel_all();
     }
 
     // ------------------------------------------------------------ commands
@@ -417,6 +433,9 @@ impl<N: Network> Task<N> {
             }
             Command::Peers(tx) => {
                 let _ = tx.send(self.machine.peers());
+            }
+            Command::Webseeds(tx) => {
+                let _ = tx.send(self.machine.webseeds());
             }
             Command::Trackers(tx) => {
                 let _ = tx.send(if matches!(self.phase, Phase::Running) {
@@ -649,6 +668,7 @@ impl<N: Network> Task<N> {
                     self.peer_id,
                     self.port,
                     &self.trackers,
+                    &self.webseed_urls,
                     resume,
                     (self.stop_after_download, self.stop_after_metadata),
                     self.rng.child(),
@@ -802,6 +822,13 @@ impl<N: Network> Task<N> {
             }
             Input::Announced { id, result } => self.machine.handle_announce_reply(now, id, result),
             Input::Verified(r) => self.verified(r).await,
+            Input::Webseed(WebseedReport::Data(request, data, permit)) => {
+                self.machine.handle_webseed_data(now, request, data);
+                drop(permit);
+            }
+            Input::Webseed(WebseedReport::Failed(request, error)) => {
+                self.machine.handle_webseed_failed(now, request, error);
+            }
         }
     }
 
@@ -846,6 +873,8 @@ impl<N: Network> Task<N> {
                 self.peers.remove(&peer);
             }
             Action::Dial { addr } => self.spawn_dial(addr),
+            Action::WebseedRequest(r) => self.webseeds.start(r, self.inbox_tx.clone()),
+            Action::WebseedCancel { request, .. } => self.webseeds.cancel(request),
             Action::ReadBlock {
                 peer,
                 piece,
@@ -1051,6 +1080,7 @@ impl<N: Network> Task<N> {
                     l.abort();
                 }
                 self.peers.clear();
+                self.webseeds.cancel_all();
                 self.phase = Phase::Idle;
                 self.write_progress().await;
                 let error = error.map(|e| e.to_string()).or_else(|| self.error.clone());

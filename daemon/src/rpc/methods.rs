@@ -19,7 +19,7 @@ use super::types::{
     FilesResponse, IdRequest, ListTorrentsResponse, MagnetResponse, MetadataDownloadStats,
     MoveTorrentRequest, Peer, PeersResponse, PieceStats, RemoveTorrentRequest, SessionStats,
     SessionStatsResponse, SpeedStats, Stats, StatsResponse, Time, Torrent, TorrentFileResponse,
-    TorrentResponse, Tracker, TrackersResponse, WebseedsResponse,
+    TorrentResponse, Tracker, TrackersResponse, Webseed, WebseedsResponse,
 };
 use super::{ERROR_INPUT, ERROR_OTHER, ERROR_TORRENT_NOT_FOUND};
 
@@ -107,10 +107,16 @@ pub fn module(session: Arc<Session>) -> RpcModule<Session> {
     ok(
         m.register_async_method("Session.GetTorrentWebseeds", |p, s, _| async move {
             let r: IdRequest = parse(&p)?;
-            // The torrent must exist; webseed downloads are not implemented yet, so none run.
-            s.stats(&r.id).await.map_err(error)?;
+            let list = s.webseeds(&r.id).await.map_err(error)?;
             Ok::<_, ErrorObjectOwned>(WebseedsResponse {
-                webseeds: Vec::new(),
+                webseeds: list
+                    .into_iter()
+                    .map(|w| Webseed {
+                        url: w.url,
+                        error: w.error.map(|e| e.to_string()).unwrap_or_default(),
+                        download_speed: w.download_speed,
+                    })
+                    .collect(),
             })
         }),
     );

@@ -8,6 +8,7 @@
 use std::ops::Range;
 
 use rain_proto::metainfo::Info;
+use rain_proto::picker;
 
 /// One file of the layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +48,8 @@ pub struct Segment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     files: Vec<LayoutFile>,
+    /// proto-core's geometry, which owns the byte-to-file mapping.
+    geometry: picker::Layout,
     piece_length: u32,
     piece_count: u32,
     total_length: u64,
@@ -57,7 +60,7 @@ impl Layout {
     /// so the layout is consistent even if `info`'s offsets are not.
     pub fn new(info: &Info) -> Self {
         let mut offset = 0u64;
-        let files = info
+        let files: Vec<LayoutFile> = info
             .files
             .iter()
             .map(|f| {
@@ -71,7 +74,12 @@ impl Layout {
                 file
             })
             .collect();
+        let spans: Vec<(u64, u64, bool)> = files
+            .iter()
+            .map(|f| (f.offset, f.length, f.padding))
+            .collect();
         Layout {
+            geometry: picker::Layout::new(info.piece_length.max(1), offset, &spans),
             files,
             piece_length: info.piece_length,
             piece_count: info.piece_count(),
@@ -132,56 +140,27 @@ impl Layout {
     }
 
     /// The non-padding file segments covering `len` bytes at `offset`, in order. Bytes that fall
-    /// in padding (or outside the torrent) are not covered. Allocation-free.
+    /// in padding (or outside the torrent) are not covered. Allocation-free; the mapping is
+    /// proto-core's ([`picker::Layout::segments`]), shared with webseeds.
     pub fn segments(&self, offset: u64, len: usize) -> Segments<'_> {
-        let end = offset.saturating_add(len as u64).min(self.total_length);
-        // First file that ends after `offset` (empty files end where they start, so they are
-        // passed over).
-        let next = self.files.partition_point(|f| f.end() <= offset);
-        Segments {
-            layout: self,
-            start: offset,
-            end,
-            next,
-        }
+        Segments(self.geometry.segments(offset, len as u64))
     }
 }
 
 /// Iterator returned by [`Layout::segments`].
 #[derive(Debug, Clone)]
-pub struct Segments<'a> {
-    layout: &'a Layout,
-    start: u64,
-    end: u64,
-    next: usize,
-}
+pub struct Segments<'a>(picker::Segments<'a>);
 
 impl Iterator for Segments<'_> {
     type Item = Segment;
 
     fn next(&mut self) -> Option<Segment> {
-        while let Some(f) = self.layout.files.get(self.next) {
-            if f.offset >= self.end {
-                return None;
-            }
-            let index = self.next;
-            self.next += 1;
-            if f.padding || f.length == 0 {
-                continue;
-            }
-            let from = f.offset.max(self.start);
-            let to = f.end().min(self.end);
-            if from >= to {
-                continue;
-            }
-            return Some(Segment {
-                file: index,
-                file_offset: from - f.offset,
-                range_offset: (from - self.start) as usize,
-                len: (to - from) as usize,
-            });
-        }
-        None
+        self.0.next().map(|s| Segment {
+            file: s.file,
+            file_offset: s.file_offset,
+            range_offset: s.range_offset as usize,
+            len: s.len as usize,
+        })
     }
 }
 

@@ -83,6 +83,7 @@ impl Driver {
             stop_after_metadata: false,
             our_addr: None,
             blocklist: None,
+            webseeds: Vec::new(),
         };
         let now = Instant::ZERO;
         let mut t = Torrent::new(params, TorrentConfig::default(), Seed::from_u64(1), now);
@@ -128,7 +129,10 @@ impl Driver {
                     begin,
                     len,
                 } => self.reads.push((peer, piece, begin, len)),
-                Action::Dial { .. } | Action::Announce { .. } => {}
+                Action::Dial { .. }
+                | Action::Announce { .. }
+                | Action::WebseedRequest(_)
+                | Action::WebseedCancel { .. } => {}
             }
         }
         while self.t.poll_event().is_some() {}

@@ -227,6 +227,45 @@ impl Layout {
         ))
     }
 
+    /// The block of `piece` that holds byte `begin` of the piece, with its block number;
+    /// `None` when the byte is padding or outside the piece.
+    pub fn block_at(&self, piece: u32, begin: u32) -> Option<(u32, Block)> {
+        if begin >= self.piece_len(piece) {
+            return None;
+        }
+        let index = match self.padded.get(&piece) {
+            Some(v) => {
+                let k = v.partition_point(|&(b, _)| b <= begin).checked_sub(1)?;
+                let (b, l) = v[k];
+                if begin >= b + l {
+                    return None;
+                }
+                k as u32
+            }
+            None => begin / BLOCK_LEN,
+        };
+        Some((index, self.block(piece, index)))
+    }
+
+    /// The non-padding, non-empty file segments covering `len` bytes at torrent offset
+    /// `offset`, in torrent order. Bytes in padding or past the end are not covered. This is
+    /// the one mapping from the torrent's byte stream to files: storage uses it to read and
+    /// write, webseeds to turn piece ranges into per-file HTTP ranges. Allocation-free.
+    pub fn segments(&self, offset: u64, len: u64) -> Segments<'_> {
+        let end = offset.saturating_add(len).min(self.total_length);
+        // First file that ends after `offset` (empty files end where they start and are
+        // passed over).
+        let next = self
+            .spans
+            .partition_point(|f| f.offset + f.length <= offset);
+        Segments {
+            layout: self,
+            start: offset,
+            end,
+            next,
+        }
+    }
+
     /// Indices of the non-padding files overlapping `piece`, ascending.
     pub fn files_of(&self, piece: u32) -> impl Iterator<Item = usize> + '_ {
         let ps = u64::from(piece) * u64::from(self.piece_length);
@@ -241,6 +280,58 @@ impl Layout {
                 let i = from + k;
                 (self.files[i].is_some() && f.length > 0).then_some(i)
             })
+    }
+}
+
+/// A contiguous part of a byte range that lives in one non-padding file
+/// ([`Layout::segments`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    /// Index of the file in [`Info::files`].
+    pub file: usize,
+    /// Offset inside that file.
+    pub file_offset: u64,
+    /// Offset of this segment from the start of the range.
+    pub range_offset: u64,
+    /// Length in bytes (never zero).
+    pub len: u64,
+}
+
+/// Iterator returned by [`Layout::segments`].
+#[derive(Debug, Clone)]
+pub struct Segments<'a> {
+    layout: &'a Layout,
+    start: u64,
+    end: u64,
+    next: usize,
+}
+
+impl Iterator for Segments<'_> {
+    type Item = Segment;
+
+    fn next(&mut self) -> Option<Segment> {
+        while let Some(f) = self.layout.spans.get(self.next) {
+            if f.offset >= self.end {
+                return None;
+            }
+            let index = self.next;
+            self.next += 1;
+            if self.layout.files[index].is_none() || f.length == 0 {
+                continue;
+            }
+            let from = f.offset.max(self.start);
+            let to = (f.offset + f.length).min(self.end);
+            if from >= to {
+                continue;
+            }
+            return Some(Segment {
+                file: index,
+                file_offset: from - f.offset,
+                range_offset: from - self.start,
+                len: to - from,
+            });
+        }
+        None
     }
 }
 
@@ -289,6 +380,49 @@ mod tests {
             }),
             None
         );
+    }
+
+    fn segs(l: &Layout, offset: u64, len: u64) -> Vec<(usize, u64, u64, u64)> {
+        l.segments(offset, len)
+            .map(|s| (s.file, s.file_offset, s.range_offset, s.len))
+            .collect()
+    }
+
+    #[test]
+    fn segments_cross_files_and_skip_padding() {
+        // a: 0..10, pad: 10..16, empty: 16..16, b: 16..40, c: 40..45
+        let files = [
+            (0, 10, false),
+            (10, 6, true),
+            (16, 0, false),
+            (16, 24, false),
+            (40, 5, false),
+        ];
+        let l = Layout::new(16, 45, &files);
+        assert_eq!(segs(&l, 0, 16), [(0, 0, 0, 10)]);
+        assert_eq!(segs(&l, 16, 16), [(3, 0, 0, 16)]);
+        assert_eq!(segs(&l, 32, 13), [(3, 16, 0, 8), (4, 0, 8, 5)]);
+        assert_eq!(segs(&l, 8, 12), [(0, 8, 0, 2), (3, 0, 8, 4)]);
+        assert_eq!(segs(&l, 11, 4), []);
+        assert_eq!(segs(&l, 44, 10), [(4, 4, 0, 1)]);
+        assert_eq!(segs(&l, 45, 10), []);
+    }
+
+    #[test]
+    fn block_at_finds_the_holding_block() {
+        let kib = 1024u64;
+        let files = [
+            (0, 20 * kib, false),
+            (20 * kib, 12 * kib, true),
+            (32 * kib, 40 * kib, false),
+        ];
+        let l = Layout::new(32 * 1024, 72 * kib, &files);
+        assert_eq!(l.block_at(0, 0).map(|b| b.0), Some(0));
+        assert_eq!(l.block_at(0, 17000).map(|b| b.0), Some(1));
+        assert_eq!(l.block_at(0, 20 * 1024), None, "padding");
+        assert_eq!(l.block_at(1, 16384).map(|b| b.1.begin), Some(16384));
+        assert_eq!(l.block_at(2, 8 * 1024 - 1).map(|b| b.0), Some(0));
+        assert_eq!(l.block_at(2, 8 * 1024), None, "past the short last piece");
     }
 
     #[test]

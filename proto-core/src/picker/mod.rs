@@ -35,12 +35,14 @@
 //! | `Queued`   | wanted, untouched (no block requested or received)             | rarity queue   |
 //! | `Open`     | wanted, started, at least one block neither requested nor received | `open` set |
 //! | `Full`     | wanted, every block requested or received, not all received    | `full` set     |
+//! | `Reserved` | wanted, held by a webseed: never picked for a peer             | `reserved` bits|
 //! | `Idle`     | skipped (or padding-only): never picked                        | —              |
 //!
 //! Transitions: `Queued → Open/Full` on pick; `Open ↔ Full` as requests are made and released;
 //! `Open/Full → Pending` when the last block arrives; `Pending → Have` on
 //! [`Picker::piece_verified`]; `Pending → Queued` on [`Picker::piece_failed`] (all blocks back to
-//! missing); any state `↔ Idle` on priority changes. One function, `refile`, computes a piece's
+//! missing); any state `↔ Idle` on priority changes; a wanted piece not yet `Pending` is
+//! `Reserved` while a webseed holds it ([`Picker::set_reserved`]). One function, `refile`, computes a piece's
 //! state from its data and moves it between containers, and every mutation calls it.
 //!
 //! # Invariants (checked by `check_invariants` in the proptest suite)
@@ -71,7 +73,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-pub use layout::{BLOCK_LEN, Block, FileSpan, Layout};
+pub use layout::{BLOCK_LEN, Block, FileSpan, Layout, Segment, Segments};
 
 use crate::bitfield::Bitfield;
 use crate::rng::{Rng, Seed};
@@ -182,6 +184,8 @@ pub enum PieceState {
     Open,
     /// Every block requested or received.
     Full,
+    /// Held by a webseed: never picked for a peer until released.
+    Reserved,
     /// Skipped, or made only of padding: never picked.
     Idle,
 }
@@ -306,6 +310,8 @@ pub struct Picker {
     prio: Vec<FilePriority>,
     high: Bitfield,
     edges: Bitfield,
+    /// Pieces held by a webseed ([`Picker::set_reserved`]).
+    reserved: Bitfield,
     loc: Vec<PieceState>,
     queues: [RarityQueue; 2],
     /// Pieces in either queue (for word scans).
@@ -347,6 +353,7 @@ impl Picker {
             prio: vec![FilePriority::Normal; n as usize],
             high: Bitfield::new(n),
             edges,
+            reserved: Bitfield::new(n),
             loc: vec![PieceState::Idle; n as usize],
             queues: [RarityQueue::new(n), RarityQueue::new(n)],
             queued: Bitfield::new(n),
@@ -638,6 +645,44 @@ impl Picker {
         Ok(())
     }
 
+    // ---- webseed reservations ----
+
+    /// Marks piece `i` as held by a webseed (`on`) or releases it. A held piece is never
+    /// picked for a peer (not even in endgame); blocks of it that arrive are still accepted.
+    /// Indices past the end are ignored.
+    pub fn set_reserved(&mut self, i: u32, on: bool) {
+        if i >= self.layout.piece_count() {
+            return;
+        }
+        let changed = if on {
+            self.reserved.set(i)
+        } else {
+            self.reserved.clear(i)
+        };
+        if changed {
+            self.refile(i);
+        }
+    }
+
+    /// True if piece `i` is held by a webseed.
+    pub fn is_reserved(&self, i: u32) -> bool {
+        self.reserved.get(i)
+    }
+
+    /// True if piece `i` is free for a webseed to fetch: wanted, neither verified nor being
+    /// verified nor reserved, and no block of it requested from a peer (blocks already
+    /// received are allowed: they arrive again as duplicates). O(blocks of the piece).
+    pub fn is_unclaimed(&self, i: u32) -> bool {
+        match self.piece_state(i) {
+            PieceState::Queued => true,
+            PieceState::Open => self
+                .partial
+                .get(&i)
+                .is_some_and(|p| p.blocks.iter().all(|s| s.requesters.is_empty())),
+            _ => false,
+        }
+    }
+
     /// Switches sequential mode (lowest index first) on or off.
     pub fn set_sequential(&mut self, on: bool) {
         self.sequential = on;
@@ -658,9 +703,11 @@ impl Picker {
         match self.partial.get(&i) {
             Some(p) if p.received as usize == p.blocks.len() => PieceState::Pending,
             Some(_) if !wanted => PieceState::Idle,
+            Some(_) if self.reserved.get(i) => PieceState::Reserved,
             Some(p) if p.missing > 0 => PieceState::Open,
             Some(_) => PieceState::Full,
             None if !wanted || self.layout.block_count(i) == 0 => PieceState::Idle,
+            None if self.reserved.get(i) => PieceState::Reserved,
             None => PieceState::Queued,
         }
     }

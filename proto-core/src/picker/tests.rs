@@ -55,6 +55,41 @@ fn rarest_first() {
 }
 
 #[test]
+fn webseed_reserved_pieces_are_never_picked() {
+    let mut p = Picker::new(single(4, 32 * KIB), cfg(0), Seed::from_u64(1));
+    p.peer_added(PeerKey(0)).unwrap();
+    p.peer_have_all(PeerKey(0));
+    for i in [0, 1, 2] {
+        p.set_reserved(i, true);
+        assert_eq!(p.piece_state(i), PieceState::Reserved);
+        assert!(!p.is_unclaimed(i));
+    }
+    p.check_invariants();
+    assert_eq!(pieces(&pick(&mut p, 0, 100)), [3]);
+    // Endgame duplicates only what peers fetch, never held pieces.
+    p.peer_added(PeerKey(1)).unwrap();
+    p.peer_have_all(PeerKey(1));
+    assert_eq!(pieces(&pick(&mut p, 1, 100)), [3]);
+    // Blocks of a held piece are still accepted; the last one makes it pending.
+    let b0 = p.layout().block(0, 0);
+    assert_eq!(p.block_received(PeerKey(9), b0).received, Received::New);
+    assert_eq!(p.piece_state(0), PieceState::Reserved);
+    // Released with a block in: open and unclaimed (nobody requested the rest).
+    p.set_reserved(0, false);
+    assert_eq!(p.piece_state(0), PieceState::Open);
+    assert!(p.is_unclaimed(0));
+    p.check_invariants();
+    assert_eq!(pick(&mut p, 0, 100), [p.layout().block(0, 1)]);
+    assert!(!p.is_unclaimed(0), "a peer requested a block of it");
+    let out = p.block_received(PeerKey(9), p.layout().block(1, 0));
+    assert_eq!(out.received, Received::New);
+    let out = p.block_received(PeerKey(9), p.layout().block(1, 1));
+    assert!(out.piece_complete);
+    assert_eq!(p.piece_state(1), PieceState::Pending);
+    p.check_invariants();
+}
+
+#[test]
 fn ties_are_broken_by_the_seed() {
     let first = |seed| {
         let mut p = Picker::new(single(64, 16 * KIB), cfg(0), Seed::from_u64(seed));

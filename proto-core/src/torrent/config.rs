@@ -7,6 +7,7 @@ use crate::address_book::AddressBookConfig;
 use crate::choker::ChokerConfig;
 use crate::picker::PickerConfig;
 use crate::tracker::announcer::AnnouncerConfig;
+use crate::webseed::WebseedConfig;
 
 /// Everything a [`Torrent`](super::Torrent) can be tuned with. Every queue it owns is bounded
 /// by one of the `max_*` fields.
@@ -76,6 +77,8 @@ pub struct TorrentConfig {
     pub address_book: AddressBookConfig,
     /// Tracker announcer timing.
     pub announcer: AnnouncerConfig,
+    /// Webseed sources, slots and retry interval.
+    pub webseed: WebseedConfig,
 }
 
 impl Default for TorrentConfig {
@@ -110,6 +113,7 @@ impl Default for TorrentConfig {
             choker: ChokerConfig::default(),
             address_book: AddressBookConfig::default(),
             announcer: AnnouncerConfig::default(),
+            webseed: WebseedConfig::default(),
         }
     }
 }

@@ -312,6 +312,7 @@ impl Torrent {
         }
         let s = self.running_status();
         self.set_status(s);
+        self.plan_webseeds(now);
         let n = self.piece_count().unwrap_or(0);
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for k in keys {

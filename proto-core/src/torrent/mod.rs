@@ -25,7 +25,8 @@
 //! loop {
 //!     // 1. after every input, drain in this order until None:
 //!     while let Some(a) = t.poll_action() { perform(a) }   // Send, Dial, Disconnect, ReadBlock,
-//!                                                         // VerifyAndWrite, Announce
+//!                                                         // VerifyAndWrite, Announce,
+//!                                                         // WebseedRequest, WebseedCancel
 //!     while let Some(e) = t.poll_event() { report(e) }
 //!     // 2. wait for the next input or the deadline
 //!     match wait_until(t.poll_timeout()) {
@@ -37,6 +38,8 @@
 //!         BlockRead(..) => t.handle_block_read(now, key, piece, begin, result),
 //!         PieceWritten(..) => t.handle_piece_written(now, piece, result),
 //!         AnnounceReply(id, r) => t.handle_announce_reply(now, id, r),
+//!         WebseedBody(req, bytes) => t.handle_webseed_data(now, req, bytes),
+//!         WebseedFailed(req, e) => t.handle_webseed_failed(now, req, e),
 //!         Command(c) => t.start(now) / t.stop(now) / t.add_peer_addr(..) / …,
 //!     }
 //! }
@@ -69,6 +72,14 @@
 //!   others.
 //! - PEX ([`pex`]), choker ticks, the address book feeding dials in BEP 40 order up to
 //!   `max-peer-dial`, the announcer, and rain's `Stats` ([`status`]).
+//! - Webseeds ([`crate::webseed`]): while Downloading, a [`Planner`] gives the sources ranges
+//!   of unclaimed pieces ([`Action::WebseedRequest`]); the pieces are held in the picker so
+//!   peers are not given them, except the tail of a range, which a peer with nothing else to
+//!   fetch steals. Bodies come back through [`Torrent::handle_webseed_data`] and are stored,
+//!   hashed and written like peer blocks; [`Torrent::handle_webseed_failed`] disables a source
+//!   for `webseed-retry-interval`; a source whose data fails a hash check is banned for the
+//!   run; completion and stop cancel every request ([`Action::WebseedCancel`]). Webseed bytes
+//!   count in `downloaded` and in the download speed.
 
 mod config;
 mod metadata;
@@ -83,6 +94,8 @@ mod upload;
 pub mod swarm;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod webseed_tests;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -112,6 +125,7 @@ use crate::speed::{Meter, TICK};
 use crate::time::Instant;
 use crate::tracker::announcer::{AnnounceRequest, Announcer, AnnouncerEvent, RequestId};
 use crate::tracker::{Announce, AnnounceReply, TrackerError};
+use crate::webseed::{self, Planner, SourceId, WebseedError, WebseedStatus};
 use crate::wire::{self, Message, PeerId};
 use peer::{Peer, PendingHave};
 use smart_ban::SmartBan;
@@ -155,6 +169,8 @@ pub struct TorrentParams {
     pub our_addr: Option<SocketAddr>,
     /// The session's IP blocklist, if one is loaded.
     pub blocklist: Option<BlocklistUse>,
+    /// WebSeed URLs (BEP 19: a `.torrent`'s `url-list`, a magnet's `ws`).
+    pub webseeds: Vec<String>,
 }
 
 /// The session's IP blocklist and where it applies (rain's
@@ -330,6 +346,20 @@ pub enum Action {
         /// What to announce (counters filled in).
         announce: Announce,
     },
+    /// GET a byte range of a file from a webseed (`Range` header from
+    /// [`webseed::WebseedRequest::range_header`]). Feed the body, in order and at most
+    /// `length` bytes, to [`Torrent::handle_webseed_data`]: a `206` body as is, a `200` body
+    /// after skipping `file_offset` bytes. On any failure (connection, status other than
+    /// 200/206, a body shorter than `length`, timeout) call
+    /// [`Torrent::handle_webseed_failed`]. Nothing is reported when the body is complete.
+    WebseedRequest(webseed::WebseedRequest),
+    /// Abort a webseed request; anything still delivered for it is discarded.
+    WebseedCancel {
+        /// The source.
+        source: SourceId,
+        /// The request.
+        request: webseed::RequestId,
+    },
 }
 
 /// What the application hears.
@@ -386,12 +416,55 @@ pub enum TorrentEvent {
     },
 }
 
+/// Where a received block came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Peer(IpAddr),
+    Webseed(SourceId),
+}
+
 /// Received blocks of one piece.
 #[derive(Debug, Clone)]
 struct PieceBuf {
-    blocks: Vec<Option<(Bytes, IpAddr)>>,
+    blocks: Vec<Option<(Bytes, Origin)>>,
     bytes: u64,
 }
+
+impl PieceBuf {
+    /// The blocks that came from peers, for smart ban.
+    fn peer_blocks(&self) -> Vec<(u32, IpAddr, Bytes)> {
+        self.blocks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| match b {
+                Some((d, Origin::Peer(ip))) => Some((i as u32, *ip, d.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The webseeds that contributed blocks, ascending.
+    fn webseeds(&self) -> Vec<SourceId> {
+        let mut v: Vec<SourceId> = self
+            .blocks
+            .iter()
+            .filter_map(|b| match b {
+                Some((_, Origin::Webseed(s))) => Some(*s),
+                _ => None,
+            })
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}
+
+/// Picker key under which webseed blocks are recorded (no peer ever has it: peer keys are
+/// counted up from 0 and a webseed never requests through the picker).
+const WEBSEED_KEY: PeerKey = PeerKey(u32::MAX);
+
+/// Pieces a peer may steal from webseed ranges in one top-up of its requests.
+const MAX_WEBSEED_STEALS_PER_FILL: usize = 4;
 
 /// The state machine of one torrent. See the module documentation.
 #[derive(Debug)]
@@ -436,6 +509,7 @@ pub struct Torrent {
     events: VecDeque<TorrentEvent>,
     dropped_events: u64,
     scratch: Vec<Block>,
+    webseeds: Planner,
 }
 
 impl Torrent {
@@ -448,6 +522,7 @@ impl Torrent {
         let announcer = Announcer::new(&params.trackers, config.announcer.clone(), rng.child());
         let choker = Choker::new(config.choker, rng.child(), now);
         let announce_key = rng.next_u64() as u32;
+        let webseeds = Planner::new(&params.webseeds, config.webseed.clone(), rng.child(), now);
         let mut t = Torrent {
             blocklist: params.blocklist,
             book: AddressBook::new(config.address_book, ours),
@@ -487,6 +562,7 @@ impl Torrent {
             events: VecDeque::new(),
             dropped_events: 0,
             scratch: Vec::new(),
+            webseeds,
             rng,
             config,
         };
@@ -549,6 +625,11 @@ impl Torrent {
             wasted: self.wasted,
             seeded_for: self.seeded_for_at(self.last_now),
         }
+    }
+
+    /// Webseed sources, in list order (rain's `GetTorrentWebseeds`).
+    pub fn webseeds(&self) -> Vec<WebseedStatus> {
+        self.webseeds.statuses()
     }
 
     /// Tracker states (rain's `GetTrackers`).
@@ -725,6 +806,9 @@ impl Torrent {
         if self.running {
             min(self.next_tick);
             min(self.choker.poll_timeout());
+            if self.status == Status::Downloading {
+                min(self.webseeds.poll_timeout());
+            }
             if self.wants_dials() {
                 min(self.book.poll_timeout());
             }
@@ -798,6 +882,7 @@ impl Torrent {
         self.announcer.start(now, self.is_complete());
         self.drain_announcer(now);
         self.dial_more(now);
+        self.plan_webseeds(now);
     }
 
     /// Stops: closes every peer, forgets unverified data and addresses, sends `stopped` to
@@ -808,6 +893,7 @@ impl Torrent {
             return;
         }
         self.running = false;
+        self.stop_webseeds(now);
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for k in keys {
             self.disconnect(now, k, DisconnectReason::Stopped);
@@ -936,6 +1022,7 @@ impl Torrent {
         for k in keys {
             self.fill_requests(now, k);
         }
+        self.plan_webseeds(now);
     }
 
     // ---------------------------------------------------------------- trackers
@@ -1559,6 +1646,13 @@ impl Torrent {
         }
         let mut out = std::mem::take(&mut self.scratch);
         out.clear();
+        let steal = !peer.peer_choking && self.webseeds.active() > 0;
+        if steal && picker.in_endgame() {
+            // A webseed's tail beats duplicate requests.
+            let _ = self
+                .webseeds
+                .steal_for_peer(picker, |p, i| p.peer_has_piece(key, i));
+        }
         picker.pick(
             key,
             want,
@@ -1566,6 +1660,19 @@ impl Torrent {
             peer.peer_choking,
             &mut out,
         );
+        // Nothing else left for this peer: take pieces from the tails of webseed ranges.
+        let mut steals = 0;
+        while steal && out.len() < want && steals < MAX_WEBSEED_STEALS_PER_FILL {
+            let stolen = self
+                .webseeds
+                .steal_for_peer(picker, |p, i| p.peer_has_piece(key, i));
+            if stolen.is_none() {
+                break;
+            }
+            steals += 1;
+            let more = want - out.len();
+            picker.pick(key, more, &peer.allowed_fast_in, false, &mut out);
+        }
         if self.piece_memory >= self.config.max_piece_memory {
             // Over budget: finish started pieces, start no new one.
             out.retain(|b| {
@@ -1639,7 +1746,7 @@ impl Torrent {
                     bytes: 0,
                 });
                 if let Some(slot) = buf.blocks.get_mut(idx) {
-                    *slot = Some((data, ip));
+                    *slot = Some((data, Origin::Peer(ip)));
                     buf.bytes += u64::from(len);
                     self.piece_memory += u64::from(len);
                 }
@@ -1718,12 +1825,7 @@ impl Torrent {
             Ok(true) => {
                 let cancels = picker.piece_verified(piece);
                 self.send_cancels(now, cancels);
-                let blocks: Vec<(u32, IpAddr, Bytes)> = buf
-                    .blocks
-                    .into_iter()
-                    .enumerate()
-                    .filter_map(|(i, b)| b.map(|(d, ip)| (i as u32, ip, d)))
-                    .collect();
+                let blocks = buf.peer_blocks();
                 for ip in self.smart_ban.piece_passed(piece, &blocks) {
                     self.ban(now, ip);
                 }
@@ -1746,13 +1848,12 @@ impl Torrent {
             Ok(false) => {
                 self.wasted += buf.bytes;
                 let cancels = picker.piece_failed(piece);
+                for source in buf.webseeds() {
+                    self.webseeds.ban(picker, source);
+                }
                 self.send_cancels(now, cancels);
-                let blocks: Vec<(u32, IpAddr, Bytes)> = buf
-                    .blocks
-                    .into_iter()
-                    .enumerate()
-                    .filter_map(|(i, b)| b.map(|(d, ip)| (i as u32, ip, d)))
-                    .collect();
+                self.drain_webseeds(now);
+                let blocks = buf.peer_blocks();
                 let bans = self.smart_ban.piece_failed(
                     piece,
                     &blocks,
@@ -1778,6 +1879,7 @@ impl Torrent {
     }
 
     fn on_complete(&mut self, now: Instant) {
+        self.stop_webseeds(now);
         self.seeding_since = Some(now);
         self.set_status(Status::Seeding);
         self.event(TorrentEvent::Completed);
@@ -1943,6 +2045,14 @@ impl Torrent {
                     p.download.handle_timeout(now);
                     p.upload.handle_timeout(now);
                 }
+                self.webseeds.tick(now);
+                // Pieces released by peers (disconnects, snubs, failures) reach idle webseeds
+                // here at the latest.
+                self.plan_webseeds(now);
+            }
+            if self.webseeds.poll_timeout().is_some_and(|t| t <= now) {
+                self.webseeds.handle_timeout(now);
+                self.plan_webseeds(now);
             }
             if self.choker.poll_timeout().is_some_and(|t| t <= now) {
                 let infos: Vec<PeerChokeInfo> = self
@@ -2048,6 +2158,22 @@ impl Torrent {
             assert_eq!(sum, b.bytes);
         }
         assert!(self.downloaded >= self.piece_memory);
+        if let Some(p) = &self.picker {
+            for i in 0..p.layout().piece_count() {
+                assert_eq!(
+                    p.is_reserved(i),
+                    self.webseeds.holds(i),
+                    "webseed hold of {i}"
+                );
+            }
+        }
+        if !self.running || self.status != Status::Downloading {
+            assert_eq!(
+                self.webseeds.active(),
+                0,
+                "webseeds run only while downloading"
+            );
+        }
     }
 
     fn install_info(&mut self, info: Info, bytes: Bytes) {
@@ -2057,8 +2183,127 @@ impl Torrent {
             let _ = picker.peer_added(k);
         }
         self.picker = Some(picker);
+        self.webseeds.set_info(&info);
         self.info = Some(info);
         self.info_bytes = Some(bytes);
+    }
+
+    // ---------------------------------------------------------------- webseeds
+
+    /// Gives idle webseeds ranges (only while Downloading).
+    fn plan_webseeds(&mut self, now: Instant) {
+        if !self.running || self.status != Status::Downloading || !self.webseeds.wants_work() {
+            return;
+        }
+        let Some(picker) = self.picker.as_mut() else {
+            return;
+        };
+        self.webseeds.plan(picker);
+        self.drain_webseeds(now);
+    }
+
+    fn stop_webseeds(&mut self, now: Instant) {
+        if let Some(picker) = self.picker.as_mut() {
+            self.webseeds.stop_all(picker);
+            self.drain_webseeds(now);
+        }
+    }
+
+    /// Turns the planner's outputs into actions and stored blocks.
+    fn drain_webseeds(&mut self, now: Instant) {
+        while let Some(o) = self.webseeds.poll_output() {
+            match o {
+                webseed::Output::Request(r) => {
+                    self.actions.push_back(Action::WebseedRequest(r));
+                }
+                webseed::Output::Cancel { source, request } => {
+                    self.actions
+                        .push_back(Action::WebseedCancel { source, request });
+                }
+                webseed::Output::Discarded { bytes } => self.wasted += bytes,
+                webseed::Output::Block {
+                    source,
+                    block,
+                    data,
+                } => self.webseed_block(now, source, block, data),
+            }
+        }
+    }
+
+    /// A whole block from a webseed: stored like a peer's.
+    fn webseed_block(&mut self, now: Instant, source: SourceId, block: Block, data: Bytes) {
+        let Some(picker) = self.picker.as_mut() else {
+            return;
+        };
+        let len = u64::from(block.length);
+        let outcome = picker.block_received(WEBSEED_KEY, block);
+        match outcome.received {
+            Received::New => {
+                let idx = picker.layout().block_index(block).unwrap_or(0) as usize;
+                let n = picker.layout().block_count(block.piece) as usize;
+                let buf = self.buffers.entry(block.piece).or_insert_with(|| PieceBuf {
+                    blocks: vec![None; n],
+                    bytes: 0,
+                });
+                if let Some(slot) = buf.blocks.get_mut(idx) {
+                    *slot = Some((data, Origin::Webseed(source)));
+                    buf.bytes += len;
+                    self.piece_memory += len;
+                }
+            }
+            Received::Duplicate | Received::Invalid => self.wasted += len,
+        }
+        let mut others = Vec::new();
+        for (other, b) in outcome.cancels {
+            if let Some(op) = self.peers.get_mut(&other) {
+                op.requested.remove(&b);
+                others.push(other);
+                self.send(now, other, Message::Cancel(to_wire(b)));
+            }
+        }
+        if outcome.piece_complete {
+            self.start_verify(block.piece);
+        }
+        for o in others {
+            self.fill_requests(now, o);
+        }
+    }
+
+    /// Body bytes of a webseed request ([`Action::WebseedRequest`]), in order. Bytes of a
+    /// cancelled or finished request are discarded (counted as wasted).
+    pub fn handle_webseed_data(&mut self, now: Instant, request: webseed::RequestId, data: Bytes) {
+        self.last_now = now;
+        let Some(picker) = self.picker.as_mut() else {
+            return;
+        };
+        let len = data.len() as u64;
+        self.downloaded += len;
+        self.download_meter.add(now, len);
+        let active = self.webseeds.active();
+        self.webseeds.handle_data(now, picker, request, data);
+        self.drain_webseeds(now);
+        if self.webseeds.active() < active {
+            // A range finished: the source takes the next one.
+            self.plan_webseeds(now);
+        }
+    }
+
+    /// A webseed request failed: its source is disabled for `webseed-retry-interval` and its
+    /// range goes back to the others.
+    pub fn handle_webseed_failed(
+        &mut self,
+        now: Instant,
+        request: webseed::RequestId,
+        error: WebseedError,
+    ) {
+        self.last_now = now;
+        let Some(picker) = self.picker.as_mut() else {
+            return;
+        };
+        self.webseeds.handle_failure(now, picker, request, error);
+        self.drain_webseeds(now);
+        self.plan_webseeds(now);
+        self.fill_all(now);
     }
 }
 

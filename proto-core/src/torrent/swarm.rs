@@ -13,6 +13,10 @@
 //! - **Announce**: answered at once by a fake tracker that returns every other node.
 //! - **Disconnect**: the connection is gone at once for the sender; the other end hears of
 //!   it after the latency.
+//! - **WebseedRequest**: answered by a simulated HTTP server ([`SimWebseed`], one per URL
+//!   given to every node): after one round trip the body arrives in chunks, at the server's
+//!   bandwidth per node; it may fail with a status, cut the body short, or corrupt it.
+//!   **WebseedCancel** drops whatever of that request is still in flight.
 //!
 //! The clock jumps straight to the next deadline (the minimum of every node's
 //! `poll_timeout` and every in-flight delivery); the number of steps is capped. All state is
@@ -36,6 +40,7 @@ use crate::picker::PeerKey;
 use crate::rng::{Rng, Seed};
 use crate::time::Instant;
 use crate::tracker::AnnounceReply;
+use crate::webseed::{RequestId, WebseedError};
 use crate::wire::{Message, PeerId, Reserved};
 
 /// A generated torrent: its info dictionary and its data (padding as zeros).
@@ -176,6 +181,44 @@ impl Default for NetConfig {
     }
 }
 
+/// How a simulated webseed answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebseedMode {
+    /// The requested bytes.
+    Good,
+    /// The requested bytes with the first byte of every body flipped.
+    Corrupt,
+    /// A failure status (e.g. 404) instead of a body.
+    Status(u16),
+    /// Half the body, then the connection ends.
+    Short,
+}
+
+/// A simulated HTTP server holding the torrent's files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimWebseed {
+    /// Its base URL (given to every node as a webseed).
+    pub url: String,
+    /// How it answers.
+    pub mode: WebseedMode,
+    /// Bytes per second to each node; `None` for unlimited.
+    pub bandwidth: Option<u64>,
+    /// Body chunk size (deliveries per body = length / chunk).
+    pub chunk: usize,
+}
+
+impl SimWebseed {
+    /// A good server at `url` sending 10 000-byte chunks (blocks straddle them).
+    pub fn new(url: &str, mode: WebseedMode) -> Self {
+        SimWebseed {
+            url: url.to_owned(),
+            mode,
+            bandwidth: None,
+            chunk: 10_000,
+        }
+    }
+}
+
 /// A node: its machine and its "disk".
 #[derive(Debug)]
 pub struct Node {
@@ -191,6 +234,10 @@ pub struct Node {
     pub corrupt: bool,
     /// Every event it emitted, with the time.
     pub events: Vec<(Instant, TorrentEvent)>,
+    /// Body bytes delivered to it by each simulated webseed.
+    pub webseed_bytes: Vec<u64>,
+    /// Webseed requests it made, per simulated webseed.
+    pub webseed_requests: Vec<u64>,
     conns: BTreeMap<PeerKey, u64>,
 }
 
@@ -201,9 +248,30 @@ struct Conn {
 
 #[derive(Debug)]
 enum Delivery {
-    Connect { from: usize, addr: SocketAddr },
-    Message { conn: u64, to: usize, msg: Message },
-    Closed { to: usize, key: PeerKey },
+    Connect {
+        from: usize,
+        addr: SocketAddr,
+    },
+    Message {
+        conn: u64,
+        to: usize,
+        msg: Message,
+    },
+    Closed {
+        to: usize,
+        key: PeerKey,
+    },
+    WebseedData {
+        to: usize,
+        ws: usize,
+        request: RequestId,
+        data: Bytes,
+    },
+    WebseedFailed {
+        to: usize,
+        request: RequestId,
+        error: WebseedError,
+    },
 }
 
 /// The harness. See the module documentation.
@@ -221,6 +289,11 @@ pub struct Swarm {
     steps: u64,
     trace: u64,
     torrent: TestTorrent,
+    webseeds: Vec<SimWebseed>,
+    /// When each (node, webseed) link is free again.
+    ws_busy: BTreeMap<(usize, usize), Instant>,
+    /// Requests each node has cancelled (their remaining deliveries are dropped).
+    cancelled: std::collections::BTreeSet<(usize, RequestId)>,
 }
 
 fn fnv(h: &mut u64, bytes: &[u8]) {
@@ -238,6 +311,18 @@ impl Swarm {
         nodes: &[NodeSpec],
         config: &TorrentConfig,
         net: NetConfig,
+    ) -> Self {
+        Self::with_webseeds(seed, torrent, nodes, config, net, Vec::new())
+    }
+
+    /// [`Swarm::new`] with simulated webseeds, whose URLs every node is given.
+    pub fn with_webseeds(
+        seed: u64,
+        torrent: TestTorrent,
+        nodes: &[NodeSpec],
+        config: &TorrentConfig,
+        net: NetConfig,
+        webseeds: Vec<SimWebseed>,
     ) -> Self {
         let mut rng = Rng::new(Seed::from_u64(seed));
         let now = Instant::ZERO;
@@ -270,6 +355,7 @@ impl Swarm {
                 stop_after_metadata: false,
                 our_addr: Some(addr),
                 blocklist: None,
+                webseeds: webseeds.iter().map(|w| w.url.clone()).collect(),
             };
             let t = Torrent::new(params, config.clone(), rng.child(), now);
             let data = if seeder {
@@ -285,6 +371,8 @@ impl Swarm {
                 data,
                 corrupt: spec.corrupt,
                 events: Vec::new(),
+                webseed_bytes: vec![0; webseeds.len()],
+                webseed_requests: vec![0; webseeds.len()],
                 conns: BTreeMap::new(),
             });
         }
@@ -301,6 +389,9 @@ impl Swarm {
             steps: 0,
             trace: 0xcbf2_9ce4_8422_2325,
             torrent,
+            webseeds,
+            ws_busy: BTreeMap::new(),
+            cancelled: std::collections::BTreeSet::new(),
         };
         for i in 0..s.nodes.len() {
             s.nodes[i].torrent.start(now);
@@ -391,6 +482,63 @@ impl Swarm {
         true
     }
 
+    /// Answers a webseed request of node `i` (see the module documentation).
+    fn serve_webseed(&mut self, i: usize, r: &crate::webseed::WebseedRequest) {
+        let ws = r.source.0 as usize;
+        let Some(server) = self.webseeds.get(ws).cloned() else {
+            return;
+        };
+        self.nodes[i].webseed_requests[ws] += 1;
+        let start = self.now + self.net.latency * 2;
+        let fail = |error| Delivery::WebseedFailed {
+            to: i,
+            request: r.id,
+            error,
+        };
+        if let WebseedMode::Status(code) = server.mode {
+            self.schedule(start, fail(WebseedError::Status(code)));
+            return;
+        }
+        let at = (self.torrent.info.files[r.file].offset + r.file_offset) as usize;
+        let mut body = self.torrent.data[at..at + r.length as usize].to_vec();
+        if server.mode == WebseedMode::Corrupt
+            && let Some(b) = body.first_mut()
+        {
+            *b ^= 0xff;
+        }
+        if server.mode == WebseedMode::Short {
+            body.truncate(body.len() / 2);
+        }
+        let body = Bytes::from(body);
+        let busy = self.ws_busy.entry((i, ws)).or_insert(start);
+        let mut t = (*busy).max(start);
+        let mut off = 0;
+        let mut deliveries = Vec::new();
+        while off < body.len() {
+            let n = server.chunk.max(1).min(body.len() - off);
+            if let Some(bw) = server.bandwidth {
+                t = t + Duration::from_nanos(n as u64 * 1_000_000_000 / bw.max(1));
+            }
+            deliveries.push((
+                t,
+                Delivery::WebseedData {
+                    to: i,
+                    ws,
+                    request: r.id,
+                    data: body.slice(off..off + n),
+                },
+            ));
+            off += n;
+        }
+        *busy = t;
+        for (t, d) in deliveries {
+            self.schedule(t, d);
+        }
+        if server.mode == WebseedMode::Short {
+            self.schedule(t, fail(WebseedError::ShortBody));
+        }
+    }
+
     fn schedule(&mut self, at: Instant, d: Delivery) {
         self.seq += 1;
         self.queue.insert((at, self.seq), d);
@@ -463,6 +611,30 @@ impl Swarm {
             }
             Delivery::Closed { to, key } => {
                 self.nodes[to].torrent.handle_peer_closed(now, key);
+                self.drain(to);
+            }
+            Delivery::WebseedData {
+                to,
+                ws,
+                request,
+                data,
+            } => {
+                if self.cancelled.contains(&(to, request)) {
+                    return;
+                }
+                self.nodes[to].webseed_bytes[ws] += data.len() as u64;
+                self.nodes[to]
+                    .torrent
+                    .handle_webseed_data(now, request, data);
+                self.drain(to);
+            }
+            Delivery::WebseedFailed { to, request, error } => {
+                if self.cancelled.contains(&(to, request)) {
+                    return;
+                }
+                self.nodes[to]
+                    .torrent
+                    .handle_webseed_failed(now, request, error);
                 self.drain(to);
             }
         }
@@ -596,6 +768,10 @@ impl Swarm {
                 self.nodes[i]
                     .torrent
                     .handle_piece_written(now, piece, Ok(ok));
+            }
+            Action::WebseedRequest(r) => self.serve_webseed(i, &r),
+            Action::WebseedCancel { request, .. } => {
+                self.cancelled.insert((i, request));
             }
             Action::Announce { request, .. } => {
                 let peers = self

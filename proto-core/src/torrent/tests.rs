@@ -167,6 +167,7 @@ impl Solo {
             stop_after_metadata: false,
             our_addr: None,
             blocklist: None,
+            webseeds: Vec::new(),
         };
         let mut s = Solo {
             t: Torrent::new(params, config, Seed::from_u64(5), Instant::ZERO),

@@ -1,0 +1,565 @@
+//! Acceptance of BEP 19 webseeds against a real HTTP server on 127.0.0.1: a small file server
+//! with `Range` support (written here on tokio, so nothing needs installing) that can also
+//! answer 200 instead of 206, 404, a short body, or corrupt data.
+//!
+//! - a single-file torrent and a multi-file torrent complete from the webseed alone;
+//! - a webseed plus a seeding rain peer complete together, both contributing, with no byte
+//!   fetched twice beyond an endgame margin;
+//! - a server ignoring `Range` (200) still gives correct data;
+//! - 404 and short bodies disable the webseed with its error and it is retried after
+//!   `webseed-retry-interval`; corrupt data bans it for the run and the peer finishes.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rain_proto::torrent::Status;
+use rain_proto::webseed::{SourceState, WebseedError};
+use rain_runtime::create::{CreateOptions, create_torrent};
+use rain_runtime::session::{AddOptions, Session, SessionConfig, TorrentSummary};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Longest wait for a download.
+const BOUND: Duration = Duration::from_secs(60);
+/// Largest request head the server reads.
+const MAX_HEAD: usize = 16 * 1024;
+
+// ---------------------------------------------------------------- the server
+
+/// How the server answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `206` with the requested range (`200` with the whole file without `Range`).
+    Partial,
+    /// `200` with the whole file, whatever the `Range`.
+    Full,
+    /// `404`.
+    NotFound,
+    /// `206` with a correct `Content-Range` but only half the bytes (and a matching
+    /// `Content-Length`).
+    Short,
+    /// `206` with the first byte of the body flipped.
+    Corrupt,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    requests: u64,
+    ranged: u64,
+    bytes: u64,
+}
+
+#[derive(Debug)]
+struct State {
+    mode: Mode,
+    /// Bytes per second, `None` for as fast as possible.
+    rate: Option<u64>,
+    counters: Counters,
+}
+
+/// A Range-capable file server on 127.0.0.1 serving `files` (URL path → bytes).
+struct Server {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Server {
+    async fn start(files: BTreeMap<String, Vec<u8>>, mode: Mode) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(State {
+            mode,
+            rate: None,
+            counters: Counters::default(),
+        }));
+        let files = Arc::new(files);
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (files, st) = (files.clone(), st.clone());
+                tokio::spawn(async move {
+                    let _ = serve(sock, &files, &st).await;
+                });
+            }
+        });
+        Server { addr, state, task }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn set_mode(&self, mode: Mode) {
+        self.state.lock().unwrap().mode = mode;
+    }
+
+    fn set_rate(&self, rate: Option<u64>) {
+        self.state.lock().unwrap().rate = rate;
+    }
+
+    /// (requests, requests with `Range`, body bytes sent).
+    fn counters(&self) -> (u64, u64, u64) {
+        let s = self.state.lock().unwrap();
+        (s.counters.requests, s.counters.ranged, s.counters.bytes)
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// `bytes=a-b` → (a, b inclusive), clipped to `len`.
+fn parse_range(v: &str, len: u64) -> Option<(u64, u64)> {
+    let (a, b) = v.trim().strip_prefix("bytes=")?.split_once('-')?;
+    let a: u64 = a.trim().parse().ok()?;
+    let b: u64 = b.trim().parse().ok()?;
+    (a <= b && a < len).then_some((a, b.min(len - 1)))
+}
+
+async fn serve(
+    mut sock: TcpStream,
+    files: &BTreeMap<String, Vec<u8>>,
+    st: &Mutex<State>,
+) -> std::io::Result<()> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = sock.read(&mut buf).await?;
+        if n == 0 || head.len() > MAX_HEAD {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = head.split("\r\n");
+    let request = lines.next().unwrap_or("");
+    let path = request.split(' ').nth(1).unwrap_or("/");
+    let range = lines
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.eq_ignore_ascii_case("range"))
+        .map(|(_, v)| v.trim().to_owned());
+    let (mode, rate) = {
+        let mut s = st.lock().unwrap();
+        s.counters.requests += 1;
+        s.counters.ranged += u64::from(range.is_some());
+        (s.mode, s.rate)
+    };
+    let file = files.get(&percent_decode(path));
+    let (status, extra, mut body): (&str, String, Vec<u8>) = match (file, mode) {
+        (None, _) | (_, Mode::NotFound) => ("404 Not Found", String::new(), Vec::new()),
+        (Some(f), Mode::Full) => ("200 OK", String::new(), f.clone()),
+        (Some(f), _) => match range
+            .as_deref()
+            .and_then(|r| parse_range(r, f.len() as u64))
+        {
+            None => ("200 OK", String::new(), f.clone()),
+            Some((a, b)) => (
+                "206 Partial Content",
+                format!("Content-Range: bytes {a}-{b}/{}\r\n", f.len()),
+                f[a as usize..=b as usize].to_vec(),
+            ),
+        },
+    };
+    if mode == Mode::Short && status.starts_with("206") {
+        body.truncate(body.len() / 2);
+    }
+    if mode == Mode::Corrupt
+        && let Some(b) = body.first_mut()
+    {
+        *b ^= 0xff;
+    }
+    let head = format!(
+        "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    sock.write_all(head.as_bytes()).await?;
+    for chunk in body.chunks(16 * 1024) {
+        sock.write_all(chunk).await?;
+        st.lock().unwrap().counters.bytes += chunk.len() as u64;
+        if let Some(r) = rate {
+            tokio::time::sleep(Duration::from_nanos(
+                chunk.len() as u64 * 1_000_000_000 / r.max(1),
+            ))
+            .await;
+        }
+    }
+    sock.shutdown().await
+}
+
+// ---------------------------------------------------------------- helpers
+
+/// Deterministic payload bytes.
+fn payload(len: usize, salt: u32) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(salt) >> 13) as u8)
+        .collect()
+}
+
+fn session_config(dir: &Path, seed: u64, retry: Duration) -> SessionConfig {
+    let ports = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        / 2
+        + 20_000;
+    SessionConfig {
+        database: dir.join("session.db"),
+        data_dir: dir.join("data"),
+        data_dir_includes_torrent_id: false,
+        host: "127.0.0.1".parse().unwrap(),
+        port_begin: ports,
+        port_end: ports + 10,
+        seed: Some(seed),
+        webseed_retry_interval: retry,
+        ..SessionConfig::default()
+    }
+}
+
+/// Waits until the torrent is seeding; panics with its stats and webseeds otherwise.
+async fn wait_seeding(s: &Session, t: &TorrentSummary, what: &str) {
+    let deadline = tokio::time::Instant::now() + BOUND;
+    loop {
+        let st = s.stats(&t.id).await.unwrap();
+        if st.status == Status::Seeding {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: still {:?} ({} of {} pieces), webseeds {:?}",
+            st.status,
+            st.stats.pieces.have,
+            st.stats.pieces.total,
+            s.webseeds(&t.id).await
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Waits until `cond` holds, polling.
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A single-file torrent of `data` named `name`, with `webseeds`, created from `dir`.
+fn single_torrent(dir: &Path, name: &str, data: &[u8], piece: u32, webseeds: &[String]) -> Vec<u8> {
+    let file = dir.join("src").join(name);
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, data).unwrap();
+    create_torrent(&CreateOptions {
+        paths: vec![file],
+        piece_length: Some(piece),
+        webseeds: webseeds.to_vec(),
+        ..CreateOptions::default()
+    })
+    .unwrap()
+}
+
+/// A leecher session in `dir` that downloads `torrent`.
+async fn leecher(
+    dir: &Path,
+    seed: u64,
+    retry: Duration,
+    torrent: &[u8],
+) -> (Session, TorrentSummary) {
+    let s = Session::new(session_config(dir, seed, retry))
+        .await
+        .unwrap();
+    let t = s.add_torrent(torrent, AddOptions::default()).await.unwrap();
+    (s, t)
+}
+
+/// A seeding session in `dir` holding `name` = `data`.
+async fn seeder(dir: &Path, name: &str, data: &[u8], torrent: &[u8]) -> (Session, TorrentSummary) {
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::write(dir.join("data").join(name), data).unwrap();
+    let s = Session::new(session_config(dir, 1, Duration::from_mins(1)))
+        .await
+        .unwrap();
+    let t = s.add_torrent(torrent, AddOptions::default()).await.unwrap();
+    wait_seeding(&s, &t, "seeder").await;
+    (s, t)
+}
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+fn sub(t: &tempfile::TempDir, name: &str) -> PathBuf {
+    let p = t.path().join(name);
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+// ---------------------------------------------------------------- tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_file_torrent_completes_from_the_webseed_alone() {
+    let tmp = tmp();
+    let data = payload(1_500_000, 1);
+    let files = BTreeMap::from([("/files/one file.bin".to_owned(), data.clone())]);
+    let server = Server::start(files, Mode::Partial).await;
+    // A single-file URL ending in `/` gets the escaped name appended.
+    let torrent = single_torrent(
+        &sub(&tmp, "make"),
+        "one file.bin",
+        &data,
+        32 * 1024,
+        &[server.url("/files/")],
+    );
+    let dir = sub(&tmp, "leecher");
+    let (s, t) = leecher(&dir, 2, Duration::from_mins(1), &torrent).await;
+    wait_seeding(&s, &t, "webseed only").await;
+    assert_eq!(std::fs::read(dir.join("data/one file.bin")).unwrap(), data);
+    let st = s.stats(&t.id).await.unwrap().stats;
+    assert_eq!(st.bytes.downloaded, data.len() as u64);
+    assert_eq!(st.bytes.wasted, 0);
+    let ws = s.webseeds(&t.id).await.unwrap();
+    assert_eq!(ws.len(), 1);
+    assert_eq!(ws[0].url, server.url("/files/"));
+    assert_eq!(ws[0].error, None);
+    assert_eq!(ws[0].downloaded, data.len() as u64);
+    assert_eq!(ws[0].state, SourceState::Idle, "completion stops webseeds");
+    let (requests, ranged, bytes) = server.counters();
+    assert_eq!(requests, ranged);
+    assert_eq!(bytes, data.len() as u64);
+    s.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_file_torrent_completes_from_the_webseed_alone() {
+    let tmp = tmp();
+    let make = sub(&tmp, "make");
+    let root = make.join("My Set");
+    let names = [
+        "a.bin",
+        "sub dir/b #2.bin",
+        "sub dir/empty.txt",
+        "c+d=e.bin",
+        "z/zz/tiny",
+    ];
+    let sizes = [70_000usize, 300_001, 0, 123_457, 5];
+    let mut files = BTreeMap::new();
+    for (k, (n, len)) in names.iter().zip(sizes).enumerate() {
+        let d = payload(len, k as u32 * 7 + 3);
+        let path = root.join(n);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &d).unwrap();
+        files.insert(format!("/seed/My Set/{n}"), d);
+    }
+    let server = Server::start(files.clone(), Mode::Partial).await;
+    let torrent = create_torrent(&CreateOptions {
+        paths: vec![root],
+        piece_length: Some(16 * 1024),
+        webseeds: vec![server.url("/seed")],
+        ..CreateOptions::default()
+    })
+    .unwrap();
+    let dir = sub(&tmp, "leecher");
+    let (s, t) = leecher(&dir, 3, Duration::from_mins(1), &torrent).await;
+    wait_seeding(&s, &t, "multi-file webseed").await;
+    for (path, d) in &files {
+        let local = dir.join("data").join(path.trim_start_matches("/seed/"));
+        assert_eq!(&std::fs::read(&local).unwrap(), d, "{path}");
+    }
+    let total: u64 = files.values().map(|d| d.len() as u64).sum();
+    let st = s.stats(&t.id).await.unwrap().stats;
+    assert_eq!(st.bytes.downloaded, total);
+    assert_eq!(st.bytes.wasted, 0);
+    assert_eq!(s.webseeds(&t.id).await.unwrap()[0].error, None);
+    s.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webseed_and_seeding_peer_share_the_download() {
+    let tmp = tmp();
+    let data = payload(8 << 20, 5);
+    let files = BTreeMap::from([("/big.bin".to_owned(), data.clone())]);
+    let server = Server::start(files, Mode::Partial).await;
+    // Slow enough that the peer gets its share, fast enough to matter.
+    server.set_rate(None);
+    let url = server.url("/big.bin");
+    let torrent = single_torrent(&sub(&tmp, "make"), "big.bin", &data, 64 * 1024, &[url]);
+    let (a, ta) = seeder(&sub(&tmp, "seeder"), "big.bin", &data, &torrent).await;
+    let dir = sub(&tmp, "leecher");
+    let (b, tb) = leecher(&dir, 4, Duration::from_mins(1), &torrent).await;
+    b.add_peer(&tb.id, &format!("127.0.0.1:{}", ta.port))
+        .await
+        .unwrap();
+    wait_seeding(&b, &tb, "webseed + peer").await;
+    assert_eq!(std::fs::read(dir.join("data/big.bin")).unwrap(), data);
+    let st = b.stats(&tb.id).await.unwrap().stats;
+    let from_webseed = b.webseeds(&tb.id).await.unwrap()[0].downloaded;
+    let from_peer = st.bytes.downloaded - from_webseed;
+    let size = data.len() as u64;
+    assert!(
+        from_webseed > size / 20,
+        "webseed gave {from_webseed} of {size}"
+    );
+    assert!(from_peer > size / 20, "peer gave {from_peer} of {size}");
+    // No byte twice beyond an endgame margin (plus what was in flight when a peer took the
+    // tail of a webseed range).
+    let margin = 64 * 16 * 1024;
+    assert!(
+        st.bytes.downloaded <= size + margin,
+        "downloaded {} for {size}: {from_webseed} webseed, {from_peer} peer, {} wasted",
+        st.bytes.downloaded,
+        st.bytes.wasted
+    );
+    b.close().await.unwrap();
+    a.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_ignoring_range_still_gives_correct_data() {
+    let tmp = tmp();
+    let data = payload(700_000, 9);
+    let files = BTreeMap::from([("/f.bin".to_owned(), data.clone())]);
+    let server = Server::start(files, Mode::Full).await;
+    let torrent = single_torrent(
+        &sub(&tmp, "make"),
+        "f.bin",
+        &data,
+        32 * 1024,
+        &[server.url("/f.bin")],
+    );
+    let dir = sub(&tmp, "leecher");
+    let (s, t) = leecher(&dir, 5, Duration::from_mins(1), &torrent).await;
+    wait_seeding(&s, &t, "200 instead of 206").await;
+    // rain would have stored each range's file start at the range offset.
+    assert_eq!(std::fs::read(dir.join("data/f.bin")).unwrap(), data);
+    let st = s.stats(&t.id).await.unwrap().stats;
+    assert_eq!(st.bytes.wasted, 0);
+    assert_eq!(s.webseeds(&t.id).await.unwrap()[0].error, None);
+    s.close().await.unwrap();
+}
+
+/// A failing server: the source shows the error, is retried every `webseed-retry-interval`,
+/// and the download completes once the server recovers.
+async fn failing_then_recovering(mode: Mode, want: WebseedError) {
+    let tmp = tmp();
+    let data = payload(400_000, 11);
+    let files = BTreeMap::from([("/f.bin".to_owned(), data.clone())]);
+    let server = Server::start(files, mode).await;
+    let torrent = single_torrent(
+        &sub(&tmp, "make"),
+        "f.bin",
+        &data,
+        16 * 1024,
+        &[server.url("/f.bin")],
+    );
+    let dir = sub(&tmp, "leecher");
+    let (s, t) = leecher(&dir, 6, Duration::from_millis(300), &torrent).await;
+    wait_for(&format!("{mode:?}: three attempts"), || {
+        server.counters().0 >= 3
+    })
+    .await;
+    let ws = s.webseeds(&t.id).await.unwrap();
+    assert_eq!(ws[0].error, Some(want), "{mode:?}: {ws:?}");
+    assert_ne!(s.stats(&t.id).await.unwrap().status, Status::Seeding);
+    server.set_mode(Mode::Partial);
+    wait_seeding(&s, &t, &format!("{mode:?} then recovered")).await;
+    assert_eq!(std::fs::read(dir.join("data/f.bin")).unwrap(), data);
+    s.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_404_disables_the_webseed_until_the_retry_interval() {
+    failing_then_recovering(Mode::NotFound, WebseedError::Status(404)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_body_disables_the_webseed_until_the_retry_interval() {
+    failing_then_recovering(Mode::Short, WebseedError::ShortBody).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_404_webseed_beside_a_peer_does_not_block_the_download() {
+    let tmp = tmp();
+    let data = payload(600_000, 13);
+    let files = BTreeMap::new();
+    let server = Server::start(files, Mode::NotFound).await;
+    let torrent = single_torrent(
+        &sub(&tmp, "make"),
+        "f.bin",
+        &data,
+        32 * 1024,
+        &[server.url("/missing.bin")],
+    );
+    let (a, ta) = seeder(&sub(&tmp, "seeder"), "f.bin", &data, &torrent).await;
+    let dir = sub(&tmp, "leecher");
+    let (b, tb) = leecher(&dir, 7, Duration::from_mins(1), &torrent).await;
+    b.add_peer(&tb.id, &format!("127.0.0.1:{}", ta.port))
+        .await
+        .unwrap();
+    wait_seeding(&b, &tb, "404 webseed + peer").await;
+    assert_eq!(std::fs::read(dir.join("data/f.bin")).unwrap(), data);
+    let ws = b.webseeds(&tb.id).await.unwrap();
+    assert_eq!(ws[0].error, Some(WebseedError::Status(404)));
+    assert_eq!(server.counters().0, 1, "not retried within the minute");
+    b.close().await.unwrap();
+    a.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_webseed_is_banned_and_the_peer_finishes() {
+    let tmp = tmp();
+    let data = payload(1_000_000, 17);
+    let files = BTreeMap::from([("/f.bin".to_owned(), data.clone())]);
+    let server = Server::start(files, Mode::Corrupt).await;
+    let torrent = single_torrent(
+        &sub(&tmp, "make"),
+        "f.bin",
+        &data,
+        32 * 1024,
+        &[server.url("/f.bin")],
+    );
+    let (a, ta) = seeder(&sub(&tmp, "seeder"), "f.bin", &data, &torrent).await;
+    let dir = sub(&tmp, "leecher");
+    // A short retry interval: a ban must not expire like a failure does.
+    let (b, tb) = leecher(&dir, 8, Duration::from_millis(100), &torrent).await;
+    b.add_peer(&tb.id, &format!("127.0.0.1:{}", ta.port))
+        .await
+        .unwrap();
+    wait_seeding(&b, &tb, "corrupt webseed + peer").await;
+    assert_eq!(std::fs::read(dir.join("data/f.bin")).unwrap(), data);
+    let ws = b.webseeds(&tb.id).await.unwrap();
+    assert_eq!(ws[0].state, SourceState::Banned);
+    assert_eq!(ws[0].error, Some(WebseedError::CorruptData));
+    let st = b.stats(&tb.id).await.unwrap().stats;
+    assert!(st.bytes.wasted > 0);
+    b.close().await.unwrap();
+    a.close().await.unwrap();
+}
