@@ -10,6 +10,7 @@ command -v transmission-create >/dev/null || need_apt+=(transmission-cli)
 command -v transmission-daemon >/dev/null || need_apt+=(transmission-daemon)
 command -v aria2c >/dev/null || need_apt+=(aria2)
 command -v opentracker >/dev/null || need_apt+=(opentracker)
+command -v tmux >/dev/null || need_apt+=(tmux)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
@@ -26,7 +27,7 @@ if ! python3 -c 'import libtorrent' >/dev/null 2>&1; then
   python3 -m pip install -q libtorrent
 fi
 
-for tool in mktorrent transmission-create transmission-show transmission-daemon aria2c opentracker; do
+for tool in mktorrent transmission-create transmission-show transmission-daemon aria2c opentracker tmux; do
   command -v "$tool" >/dev/null || { echo "install-peers: $tool still missing" >&2; exit 1; }
 done
 python3 -c 'import libtorrent; print("install-peers: libtorrent", libtorrent.__version__)'

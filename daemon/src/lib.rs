@@ -6,6 +6,7 @@ pub mod cli;
 pub mod client;
 mod compact;
 pub mod config;
+pub mod console;
 mod download;
 mod expand;
 mod logging;

@@ -1,5 +1,25 @@
 //! Deterministic simulation of rain swarms (DESIGN.md §4).
 //!
-//! This crate will hold the turmoil implementation of the runtime's network trait, the
-//! scenario builder, fault plans and the pure big-swarm harness. It is empty until the runtime
-//! exists: the simulation issue fills it.
+//! - [`net::TurmoilNet`]: the runtime's network trait over turmoil's simulated TCP, so every
+//!   simulated host runs a real [`rain_runtime::session::Session`] (real torrent and peer
+//!   tasks, real files and resume database in a temporary directory per host).
+//! - [`content`]: torrents of random sizes, piece lengths and file layouts from a seed.
+//! - [`evil`]: hosts that speak the wire protocol and serve corrupt blocks or stall.
+//! - [`scenario`]: who is in the swarm and the fault plan (latency and jitter per link,
+//!   partitions that heal, crashes with restart from the resume store), from one seed.
+//! - [`run`]: runs a scenario, checks liveness (every leecher completes within a simulated-time
+//!   budget once the faults stop) and safety (every leecher's bytes equal the source), and
+//!   returns the event trace with its hash.
+//!
+//! Every run prints its scenario, seed first; `RAIN_SIM_SEED=<seed>` replays one
+//! ([`scenario::seed_from_env`]).
+
+pub mod content;
+pub mod evil;
+pub mod net;
+pub mod run;
+pub mod scenario;
+
+pub use content::{Content, ContentSpec};
+pub use run::{HostReport, Outcome, SimError, TraceEvent, run};
+pub use scenario::{Fault, HostId, Scenario, seed_from_env};

@@ -193,6 +193,13 @@ pub enum ClientCommand {
     },
     /// Print the magnet link of a torrent.
     Magnet(IdArg),
+    /// Watch and control the server in a terminal UI.
+    Console {
+        /// List columns, separated by spaces: # ID Name InfoHash Port Status Progress Speed
+        /// Peers Size ETA Ratio.
+        #[arg(long, default_value = crate::console::DEFAULT_COLUMNS)]
+        columns: String,
+    },
 }
 
 /// The token to send: `--token`, else `$RAIN_RPC_TOKEN`; empty means none.
@@ -205,6 +212,9 @@ pub fn resolve_token(flag: Option<&str>, env: Option<String>) -> Option<String> 
 /// Runs `rain client …` on its own single-threaded runtime, writing results to `out`.
 pub fn run(args: &ClientArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let token = resolve_token(args.token.as_deref(), std::env::var(TOKEN_ENV).ok());
+    if let ClientCommand::Console { columns } = &args.command {
+        return crate::console::run(&args.url, args.timeout, token.as_deref(), columns);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -284,6 +294,9 @@ pub async fn execute(
             let magnet = client.magnet(&a.id).await.map_err(failed)?;
             write_line(out, &magnet)
         }
+        ClientCommand::Console { .. } => Err(failed(
+            "the console needs a terminal of its own: run `rain client console`",
+        )),
     }
 }
 

@@ -1,0 +1,604 @@
+//! Running a [`Scenario`]: a turmoil simulation whose hosts are real rain [`Session`]s over
+//! [`TurmoilNet`], plus the misbehaving peers, with the fault plan applied in simulated time;
+//! then the liveness and safety checks.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, UNIX_EPOCH};
+
+use rain_runtime::announce::NoAnnouncer;
+use rain_runtime::session::{AddOptions, Session, SessionConfig, SessionEvent};
+use sha1::{Digest, Sha1};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::content::Content;
+use crate::evil::{EvilPeer, Misbehaviour};
+use crate::net::TurmoilNet;
+use crate::scenario::{Fault, HostId, SEED_ENV, Scenario};
+
+/// The port every simulated session listens on (each host has one torrent).
+pub const PORT: u16 = 6881;
+/// The id every simulated session gives its torrent.
+pub const TORRENT_ID: &str = "t";
+/// Extra simulated time turmoil may run past the liveness deadline before it gives up itself.
+const TURMOIL_SLACK: Duration = Duration::from_secs(60);
+
+/// One entry of the event trace: what a host (or the fault plan) did, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceEvent {
+    /// Simulated time since the start of the run.
+    pub at: Duration,
+    /// The host (`"sim"` for the fault plan).
+    pub host: String,
+    /// What happened (`start #2`, `completed`, `metadata`, `Crash(Seeder(0))`…).
+    pub what: String,
+    /// Details that may vary with timing (counters at completion); empty for most events.
+    pub detail: String,
+}
+
+impl fmt::Display for TraceEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:>8}ms {:<10} {}",
+            self.at.as_millis(),
+            self.host,
+            self.what
+        )?;
+        if !self.detail.is_empty() {
+            write!(f, " {}", self.detail)?;
+        }
+        Ok(())
+    }
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Every event in the order it happened.
+    pub trace: Vec<TraceEvent>,
+    /// Simulated time at which each leecher last completed.
+    pub completed: BTreeMap<HostId, Duration>,
+    /// Each leecher's counters when it last completed.
+    pub reports: BTreeMap<HostId, HostReport>,
+    /// Blocks the corrupt peers served.
+    pub corrupt_blocks_served: u64,
+    /// Simulated time of the whole run.
+    pub elapsed: Duration,
+    /// Turmoil steps taken.
+    pub steps: u64,
+}
+
+impl Outcome {
+    /// SHA-1 (hex) of the whole timed trace: equal for two runs that did the same things at the
+    /// same simulated times.
+    pub fn trace_hash(&self) -> String {
+        hash_lines(self.trace.iter().map(ToString::to_string))
+    }
+
+    /// SHA-1 (hex) of the trace without times or details, sorted: what each host lived
+    /// through, independent of how the hosts' work interleaved and of timing-dependent counters.
+    pub fn outcome_hash(&self) -> String {
+        let mut lines: Vec<String> = self
+            .trace
+            .iter()
+            .map(|e| format!("{} {}", e.host, e.what))
+            .collect();
+        lines.sort();
+        hash_lines(lines)
+    }
+}
+
+fn hash_lines(lines: impl IntoIterator<Item = String>) -> String {
+    let mut h = Sha1::new();
+    for l in lines {
+        h.update(l.as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize().iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Why a run failed. Every message names the seed so the run can be replayed.
+#[derive(Debug)]
+pub enum SimError {
+    /// Setting the run up failed (temp dirs, torrent creation).
+    Setup(String),
+    /// turmoil stopped: a host's software returned an error, or a panic.
+    Turmoil {
+        /// The seed.
+        seed: u64,
+        /// turmoil's error.
+        error: String,
+    },
+    /// Some leechers did not complete within the budget after the faults ended.
+    Liveness {
+        /// The seed.
+        seed: u64,
+        /// The leechers still incomplete.
+        pending: Vec<HostId>,
+        /// Simulated time when the run gave up.
+        at: Duration,
+        /// The last trace lines.
+        tail: Vec<String>,
+        /// The incomplete leechers' last sampled statistics.
+        stats: Vec<String>,
+    },
+    /// A leecher that reported completion holds different bytes than the source.
+    Safety {
+        /// The seed.
+        seed: u64,
+        /// Which leecher.
+        host: HostId,
+        /// The first difference.
+        diff: String,
+    },
+}
+
+impl fmt::Display for SimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SimError::Setup(e) => write!(f, "setup failed: {e}"),
+            SimError::Turmoil { seed, error } => {
+                write!(
+                    f,
+                    "seed {seed}: simulation failed: {error} (replay: {SEED_ENV}={seed})"
+                )
+            }
+            SimError::Liveness {
+                seed,
+                pending,
+                at,
+                tail,
+                stats,
+            } => write!(
+                f,
+                "seed {seed}: liveness: {pending:?} incomplete at {at:?} (replay: \
+                 {SEED_ENV}={seed})\nlast events:\n{}\nlast statistics:\n{}",
+                tail.join("\n"),
+                stats.join("\n")
+            ),
+            SimError::Safety { seed, host, diff } => write!(
+                f,
+                "seed {seed}: safety: {host} completed with wrong data: {diff} (replay: \
+                 {SEED_ENV}={seed})"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SimError {}
+
+/// Per-host bookkeeping shared by the hosts and the driver.
+#[derive(Debug, Default)]
+struct Board {
+    trace: Vec<TraceEvent>,
+    /// Software starts per host (1 on the first start).
+    incarnation: BTreeMap<String, u32>,
+    /// The incarnation in which each host last reported `Completed`, and when.
+    completed: BTreeMap<String, (u32, Duration)>,
+    /// Each host's counters when it last completed.
+    reports: BTreeMap<String, HostReport>,
+    /// Each host's latest torrent statistics, sampled every [`STATS_INTERVAL`] (for failure
+    /// reports only: they are not part of the trace).
+    last_stats: BTreeMap<String, String>,
+}
+
+/// How often each host samples its statistics for failure reports.
+pub const STATS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A session's torrent counters at the moment it reported completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HostReport {
+    /// Pieces verified present.
+    pub have: u32,
+    /// Pieces in the torrent.
+    pub total: u32,
+    /// Bytes in verified pieces.
+    pub completed: u64,
+    /// Bytes of the torrent.
+    pub size: u64,
+    /// Payload bytes received.
+    pub downloaded: u64,
+    /// Payload bytes received and thrown away (failed hash checks, duplicates).
+    pub wasted: u64,
+}
+
+impl HostReport {
+    fn of(s: &rain_proto::torrent::Stats) -> Self {
+        HostReport {
+            have: s.pieces.have,
+            total: s.pieces.total,
+            completed: s.bytes.completed,
+            size: s.bytes.total,
+            downloaded: s.bytes.downloaded,
+            wasted: s.bytes.wasted,
+        }
+    }
+}
+
+type SharedBoard = Arc<Mutex<Board>>;
+
+fn lock(b: &SharedBoard) -> std::sync::MutexGuard<'_, Board> {
+    b.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn sim_now() -> Duration {
+    turmoil::sim_elapsed().unwrap_or_default()
+}
+
+/// What one rain host runs with.
+#[derive(Debug, Clone)]
+struct PeerHost {
+    name: String,
+    dir: PathBuf,
+    seed: u64,
+    content: Arc<Content>,
+    seeder: bool,
+    magnet: bool,
+    peers: Vec<String>,
+    net: TurmoilNet,
+    board: SharedBoard,
+}
+
+impl PeerHost {
+    fn record(&self, what: String, detail: String) {
+        lock(&self.board).trace.push(TraceEvent {
+            at: sim_now(),
+            host: self.name.clone(),
+            what,
+            detail,
+        });
+    }
+
+    async fn run(self) -> turmoil::Result {
+        let incarnation = {
+            let mut b = lock(&self.board);
+            let n = b.incarnation.entry(self.name.clone()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        self.record(format!("start #{incarnation}"), String::new());
+        let data_dir = self.dir.join("data");
+        if self.seeder && !data_dir.exists() {
+            self.content.write_to(&data_dir.join(TORRENT_ID))?;
+        }
+        let config = session_config(&self.dir, self.seed);
+        let session = Session::with_parts(config, self.net.clone(), Arc::new(NoAnnouncer)).await?;
+        let mut events = session.subscribe();
+        if session.get(TORRENT_ID).is_none() {
+            let opts = AddOptions {
+                id: Some(TORRENT_ID.to_owned()),
+                ..AddOptions::default()
+            };
+            if self.magnet {
+                session.add_magnet(&self.content.magnet(), opts).await?;
+            } else {
+                session.add_torrent(&self.content.torrent, opts).await?;
+            }
+        }
+        for p in &self.peers {
+            session.add_peer(TORRENT_ID, &format!("{p}:{PORT}")).await?;
+        }
+        let mut sample = tokio::time::interval(STATS_INTERVAL);
+        loop {
+            let received = tokio::select! {
+                biased;
+                e = events.recv() => e,
+                _ = sample.tick() => {
+                    if let Ok(st) = session.stats(TORRENT_ID).await {
+                        let s = &st.stats;
+                        let line = format!(
+                            "{:?} pieces {}/{} peers {} addresses {:?} downloads {:?} wasted {}",
+                            st.status, s.pieces.have, s.pieces.total, s.peers.total,
+                            s.addresses, s.downloads, s.bytes.wasted
+                        );
+                        lock(&self.board).last_stats.insert(self.name.clone(), line);
+                    }
+                    continue;
+                }
+            };
+            let (what, detail) = match received {
+                Ok(SessionEvent::Completed { .. }) => {
+                    let report = session
+                        .stats(TORRENT_ID)
+                        .await
+                        .map(|s| HostReport::of(&s.stats));
+                    let mut b = lock(&self.board);
+                    b.completed
+                        .insert(self.name.clone(), (incarnation, sim_now()));
+                    if let Ok(r) = report {
+                        b.reports.insert(self.name.clone(), r);
+                    }
+                    ("completed".to_owned(), format!("{report:?}"))
+                }
+                Ok(SessionEvent::MetadataReceived { .. }) => ("metadata".to_owned(), String::new()),
+                Ok(SessionEvent::Listening { port, .. }) => {
+                    (format!("listening {port}"), String::new())
+                }
+                Ok(SessionEvent::Stopped { error, .. }) => {
+                    (format!("stopped {error:?}"), String::new())
+                }
+                Err(RecvError::Lagged(n)) => ("lagged".to_owned(), n.to_string()),
+                Err(RecvError::Closed) => return Ok(()),
+            };
+            self.record(what, detail);
+        }
+    }
+}
+
+/// The session configuration of simulated host with data under `dir`.
+pub fn session_config(dir: &Path, seed: u64) -> SessionConfig {
+    SessionConfig {
+        database: dir.join("session.db"),
+        data_dir: dir.join("data"),
+        port_begin: PORT,
+        port_end: PORT + 1,
+        resume_write_interval: Duration::from_secs(5),
+        hash_threads: 1,
+        seed: Some(seed),
+        ..SessionConfig::default()
+    }
+}
+
+fn host_seed(seed: u64, host: HostId) -> u64 {
+    let mut h = Sha1::new();
+    h.update(seed.to_le_bytes());
+    h.update(host.name().as_bytes());
+    let d = h.finalize();
+    u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+}
+
+/// A scheduled change to the simulated world.
+#[derive(Debug, Clone)]
+enum Action {
+    Partition(Vec<HostId>, Vec<HostId>),
+    Repair(Vec<HostId>, Vec<HostId>),
+    Crash(HostId),
+    Restart(HostId),
+}
+
+fn schedule(s: &Scenario) -> Vec<(Duration, Action)> {
+    let mut plan = Vec::new();
+    for f in &s.faults {
+        match f {
+            Fault::Partition { a, b, from, until } => {
+                plan.push((*from, Action::Partition(a.clone(), b.clone())));
+                plan.push((*until, Action::Repair(a.clone(), b.clone())));
+            }
+            Fault::Crash { host, at, restart } => {
+                plan.push((*at, Action::Crash(*host)));
+                if let Some(r) = restart {
+                    plan.push((*r, Action::Restart(*host)));
+                }
+            }
+            Fault::Link { .. } => {}
+        }
+    }
+    plan.sort_by_key(|(t, _)| *t);
+    plan
+}
+
+/// Runs `scenario`: prints it (seed first), simulates until every leecher completed after the
+/// last fault (or the budget ran out), then checks every leecher's bytes against the source.
+pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
+    eprintln!("rain-sim: {scenario:?}");
+    let seed = scenario.seed;
+    let tmp = tempfile::Builder::new()
+        .prefix("rain-sim-")
+        .tempdir()
+        .map_err(|e| SimError::Setup(e.to_string()))?;
+    let content = Arc::new(
+        scenario
+            .content
+            .materialize(&tmp.path().join("source"))
+            .map_err(|e| SimError::Setup(e.to_string()))?,
+    );
+    let board = SharedBoard::default();
+    let names: Vec<String> = scenario.hosts().iter().map(|h| h.name()).collect();
+    let net = TurmoilNet::with_hosts(names);
+    let deadline = scenario.faults_end() + scenario.budget;
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .epoch(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        .tick_duration(scenario.tick)
+        .simulation_duration(deadline + TURMOIL_SLACK)
+        .min_message_latency(scenario.latency.0)
+        .max_message_latency(scenario.latency.1.max(scenario.latency.0))
+        .build();
+
+    for host in scenario.honest_hosts() {
+        let (seeder, index) = match host {
+            HostId::Seeder(i) => (true, i),
+            HostId::Leecher(i) => (false, i),
+            _ => unreachable!("honest hosts are seeders and leechers"),
+        };
+        let mut peers = Vec::new();
+        if !seeder {
+            peers.extend((0..scenario.seeders).map(|i| HostId::Seeder(i).name()));
+            let first = index.saturating_sub(scenario.leecher_links);
+            peers.extend((first..index).map(|i| HostId::Leecher(i).name()));
+        }
+        let ctx = PeerHost {
+            name: host.name(),
+            dir: tmp.path().join(host.name()),
+            seed: host_seed(seed, host),
+            content: content.clone(),
+            seeder,
+            magnet: !seeder && index < scenario.magnet_leechers,
+            peers,
+            net: net.clone(),
+            board: board.clone(),
+        };
+        sim.host(host.name(), move || ctx.clone().run());
+    }
+    let served = Arc::new(AtomicU64::new(0));
+    let evil = (0..scenario.corrupt_peers)
+        .map(|i| (HostId::Corrupt(i), Misbehaviour::Corrupt))
+        .chain((0..scenario.stall_peers).map(|i| (HostId::Stall(i), Misbehaviour::Stall)));
+    for (host, kind) in evil {
+        let peer = EvilPeer {
+            kind,
+            info_hash: content.info_hash,
+            pieces: content.pieces,
+            targets: (0..scenario.leechers)
+                .map(|i| format!("{}:{PORT}", HostId::Leecher(i).name()))
+                .collect(),
+            seed: host_seed(seed, host),
+            served: served.clone(),
+        };
+        let net = net.clone();
+        sim.host(host.name(), move || {
+            let peer = peer.clone();
+            let net = net.clone();
+            async move {
+                peer.run(net).await;
+                Ok(())
+            }
+        });
+    }
+    for f in &scenario.faults {
+        if let Fault::Link { a, b, min, max } = f {
+            sim.set_link_latency(a.name(), b.name(), *min);
+            sim.set_link_max_message_latency(a.name(), b.name(), (*max).max(*min));
+        }
+    }
+
+    let plan = schedule(scenario);
+    let mut next = 0;
+    let mut steps = 0u64;
+    let leechers: Vec<HostId> = (0..scenario.leechers).map(HostId::Leecher).collect();
+    let crashed_for_good: Vec<HostId> = scenario
+        .faults
+        .iter()
+        .filter_map(|f| match f {
+            Fault::Crash {
+                host,
+                restart: None,
+                ..
+            } => Some(*host),
+            _ => None,
+        })
+        .collect();
+    loop {
+        let now = sim.elapsed();
+        while next < plan.len() && plan[next].0 <= now {
+            let action = plan[next].1.clone();
+            next += 1;
+            lock(&board).trace.push(TraceEvent {
+                at: now,
+                host: "sim".into(),
+                what: format!("{action:?}"),
+                detail: String::new(),
+            });
+            match action {
+                Action::Partition(a, b) => for_pairs(&a, &b, |x, y| sim.partition(x, y)),
+                Action::Repair(a, b) => for_pairs(&a, &b, |x, y| sim.repair(x, y)),
+                Action::Crash(h) => sim.crash(h.name()),
+                Action::Restart(h) => sim.bounce(h.name()),
+            }
+        }
+        let pending: Vec<HostId> = {
+            let b = lock(&board);
+            leechers
+                .iter()
+                .filter(|h| !crashed_for_good.contains(h))
+                .filter(|h| {
+                    let name = h.name();
+                    let inc = b.incarnation.get(&name).copied().unwrap_or(0);
+                    !matches!(b.completed.get(&name), Some((i, _)) if *i == inc)
+                })
+                .copied()
+                .collect()
+        };
+        if pending.is_empty() && next == plan.len() {
+            break;
+        }
+        if now > deadline {
+            let b = lock(&board);
+            let tail = b.trace[b.trace.len().saturating_sub(40)..]
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            let stats = pending
+                .iter()
+                .map(|h| {
+                    let s = b.last_stats.get(&h.name()).map_or("-", String::as_str);
+                    format!("{h}: {s}")
+                })
+                .collect();
+            return Err(SimError::Liveness {
+                seed,
+                pending,
+                at: now,
+                tail,
+                stats,
+            });
+        }
+        sim.step().map_err(|e| SimError::Turmoil {
+            seed,
+            error: e.to_string(),
+        })?;
+        steps += 1;
+    }
+    let elapsed = sim.elapsed();
+    // Stop every host before reading their files (pending writes finish when runtimes drop).
+    drop(sim);
+    for h in &leechers {
+        if crashed_for_good.contains(h) {
+            continue;
+        }
+        let root = tmp.path().join(h.name()).join("data").join(TORRENT_ID);
+        content.check(&root).map_err(|diff| SimError::Safety {
+            seed,
+            host: *h,
+            diff,
+        })?;
+    }
+    let board = std::mem::take(&mut *lock(&board));
+    let by_name = |name: &str| leechers.iter().find(|h| h.name() == name).copied();
+    let completed = board
+        .completed
+        .iter()
+        .filter_map(|(name, (_, at))| by_name(name).map(|h| (h, *at)))
+        .collect();
+    let reports: BTreeMap<HostId, HostReport> = board
+        .reports
+        .iter()
+        .filter_map(|(name, r)| by_name(name).map(|h| (h, *r)))
+        .collect();
+    for (h, r) in &reports {
+        let consistent = r.have == r.total
+            && r.total == content.pieces
+            && r.completed == r.size
+            && r.size == content.spec.total_len();
+        if !consistent {
+            return Err(SimError::Safety {
+                seed,
+                host: *h,
+                diff: format!("inconsistent counters at completion: {r:?}"),
+            });
+        }
+    }
+    Ok(Outcome {
+        trace: board.trace,
+        completed,
+        reports,
+        corrupt_blocks_served: served.load(Ordering::Relaxed),
+        elapsed,
+        steps,
+    })
+}
+
+fn for_pairs(a: &[HostId], b: &[HostId], mut f: impl FnMut(String, String)) {
+    for x in a {
+        for y in b {
+            f(x.name(), y.name());
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! Scenarios: who is in the swarm, what they share, and which faults hit them, all derived
+//! from one seed so that a run can be replayed from the seed it prints.
+
+use std::fmt;
+use std::time::Duration;
+
+use rain_proto::rng::{Rng, Seed};
+
+use crate::content::ContentSpec;
+
+/// The environment variable that replaces a scenario's seed (`RAIN_SIM_SEED=<u64>`).
+pub const SEED_ENV: &str = "RAIN_SIM_SEED";
+
+/// The seed from [`SEED_ENV`] if it is set (decimal or `0x` hex), else `default`.
+pub fn seed_from_env(default: u64) -> u64 {
+    std::env::var(SEED_ENV)
+        .ok()
+        .and_then(|s| parse_seed(&s))
+        .unwrap_or(default)
+}
+
+/// Parses a seed written in decimal or `0x` hex.
+pub fn parse_seed(s: &str) -> Option<u64> {
+    let s = s.trim();
+    match s.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// One simulated host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum HostId {
+    /// A rain session that starts with the whole payload.
+    Seeder(usize),
+    /// A rain session that starts with nothing.
+    Leecher(usize),
+    /// A peer that serves garbage.
+    Corrupt(usize),
+    /// A peer that never serves.
+    Stall(usize),
+}
+
+impl HostId {
+    /// The turmoil host name.
+    pub fn name(self) -> String {
+        match self {
+            HostId::Seeder(i) => format!("seed{i}"),
+            HostId::Leecher(i) => format!("leech{i}"),
+            HostId::Corrupt(i) => format!("corrupt{i}"),
+            HostId::Stall(i) => format!("stall{i}"),
+        }
+    }
+}
+
+impl fmt::Display for HostId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// A fault, placed in simulated time (from the start of the run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Every link between a host of `a` and a host of `b` drops all traffic from `from` until
+    /// `until` (established connections lose what was sent meanwhile, as on a real cut).
+    Partition {
+        /// One side.
+        a: Vec<HostId>,
+        /// The other side.
+        b: Vec<HostId>,
+        /// Start.
+        from: Duration,
+        /// Heal.
+        until: Duration,
+    },
+    /// The host's software is killed at `at` (sockets reset, no clean shutdown) and, if
+    /// `restart` is set, started again then from its resume database and data directory.
+    Crash {
+        /// Which host.
+        host: HostId,
+        /// When.
+        at: Duration,
+        /// When it comes back.
+        restart: Option<Duration>,
+    },
+    /// The link between `a` and `b` gets a latency between `min` and `max` for the whole run
+    /// (`min == max` for no jitter).
+    Link {
+        /// One end.
+        a: HostId,
+        /// The other end.
+        b: HostId,
+        /// Least latency.
+        min: Duration,
+        /// Most latency (jitter is `max - min`).
+        max: Duration,
+    },
+}
+
+impl Fault {
+    /// When the fault is over (zero for permanent link settings).
+    pub fn ends(&self) -> Duration {
+        match self {
+            Fault::Partition { until, .. } => *until,
+            Fault::Crash { at, restart, .. } => restart.unwrap_or(*at),
+            Fault::Link { .. } => Duration::ZERO,
+        }
+    }
+}
+
+/// A whole simulated swarm.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Scenario {
+    /// The seed everything derives from.
+    pub seed: u64,
+    /// What is shared.
+    pub content: ContentSpec,
+    /// Rain sessions with the payload.
+    pub seeders: usize,
+    /// Rain sessions without it.
+    pub leechers: usize,
+    /// How many of the leechers (the first ones) start from a magnet link and must get the
+    /// metadata from peers (ut_metadata).
+    pub magnet_leechers: usize,
+    /// Peers that serve corrupt blocks.
+    pub corrupt_peers: usize,
+    /// Peers that never serve.
+    pub stall_peers: usize,
+    /// How many earlier leechers each leecher is introduced to (besides every seeder).
+    pub leecher_links: usize,
+    /// Default latency of every link (min, max).
+    pub latency: (Duration, Duration),
+    /// Faults.
+    pub faults: Vec<Fault>,
+    /// Liveness: once the last fault is over, every leecher completes within this much
+    /// simulated time.
+    pub budget: Duration,
+    /// Simulated time of one turmoil step.
+    pub tick: Duration,
+}
+
+impl fmt::Debug for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "seed={} (0x{:x}) content=[{:?}] seeders={} leechers={} (magnet {}) corrupt={} \
+             stall={} leecher_links={} latency={:?}..{:?} budget={:?} tick={:?} faults={:?}",
+            self.seed,
+            self.seed,
+            self.content,
+            self.seeders,
+            self.leechers,
+            self.magnet_leechers,
+            self.corrupt_peers,
+            self.stall_peers,
+            self.leecher_links,
+            self.latency.0,
+            self.latency.1,
+            self.budget,
+            self.tick,
+            self.faults
+        )
+    }
+}
+
+impl Scenario {
+    /// One seeder and one leecher sharing a random payload of at most 1 MiB, no faults.
+    /// Change the fields (or use the builder methods) for more.
+    pub fn new(seed: u64) -> Self {
+        Scenario {
+            seed,
+            content: ContentSpec::random(seed, 1024 * 1024, 4),
+            seeders: 1,
+            leechers: 1,
+            magnet_leechers: 0,
+            corrupt_peers: 0,
+            stall_peers: 0,
+            leecher_links: 3,
+            latency: (Duration::from_millis(5), Duration::from_millis(25)),
+            faults: Vec::new(),
+            budget: Duration::from_secs(120),
+            tick: Duration::from_millis(5),
+        }
+    }
+
+    /// A random scenario: 1–2 seeders, 1–6 leechers (some from magnets), now and then a
+    /// corrupt or stalling peer, per-link latencies, and at most one partition and one crash.
+    pub fn random(seed: u64) -> Self {
+        let mut rng = Rng::new(Seed::from_u64(seed ^ 0x7363_656e_6172_696f));
+        let mut s = Scenario::new(seed);
+        s.seeders = 1 + rng.below(2) as usize;
+        s.leechers = 1 + rng.below(6) as usize;
+        s.magnet_leechers = rng.below(s.leechers as u64 + 1) as usize;
+        s.corrupt_peers = usize::from(rng.below(4) == 0);
+        s.stall_peers = usize::from(rng.below(4) == 0);
+        s.leecher_links = 1 + rng.below(3) as usize;
+        let ms = |rng: &mut Rng, lo: u64, hi: u64| Duration::from_millis(lo + rng.below(hi - lo));
+        s.latency = (ms(&mut rng, 1, 10), ms(&mut rng, 10, 60));
+        let hosts = s.honest_hosts();
+        for _ in 0..rng.below(3) {
+            let a = hosts[rng.below(hosts.len() as u64) as usize];
+            let b = hosts[rng.below(hosts.len() as u64) as usize];
+            if a != b {
+                let min = ms(&mut rng, 1, 50);
+                let max = min + ms(&mut rng, 0, 100);
+                s.faults.push(Fault::Link { a, b, min, max });
+            }
+        }
+        if rng.below(3) == 0 {
+            // hosts.len() >= 2: at least one seeder and one leecher.
+            let cut = 1 + rng.below(hosts.len() as u64 - 1) as usize;
+            {
+                let from = ms(&mut rng, 0, 3000);
+                let until = from + ms(&mut rng, 1000, 20_000);
+                s.faults.push(Fault::Partition {
+                    a: hosts[..cut].to_vec(),
+                    b: hosts[cut..].to_vec(),
+                    from,
+                    until,
+                });
+            }
+        }
+        if rng.below(3) == 0 {
+            let host = hosts[rng.below(hosts.len() as u64) as usize];
+            let at = ms(&mut rng, 0, 5000);
+            let restart = Some(at + ms(&mut rng, 500, 10_000));
+            s.faults.push(Fault::Crash { host, at, restart });
+        }
+        s
+    }
+
+    /// Sets the seeder count.
+    pub fn seeders(mut self, n: usize) -> Self {
+        self.seeders = n;
+        self
+    }
+
+    /// Sets the leecher count.
+    pub fn leechers(mut self, n: usize) -> Self {
+        self.leechers = n;
+        self
+    }
+
+    /// Sets how many leechers start from a magnet link.
+    pub fn magnet_leechers(mut self, n: usize) -> Self {
+        self.magnet_leechers = n;
+        self
+    }
+
+    /// Sets the number of corrupt peers.
+    pub fn corrupt_peers(mut self, n: usize) -> Self {
+        self.corrupt_peers = n;
+        self
+    }
+
+    /// Sets the number of stalling peers.
+    pub fn stall_peers(mut self, n: usize) -> Self {
+        self.stall_peers = n;
+        self
+    }
+
+    /// Replaces the content.
+    pub fn content(mut self, content: ContentSpec) -> Self {
+        self.content = content;
+        self
+    }
+
+    /// Adds a fault.
+    pub fn fault(mut self, fault: Fault) -> Self {
+        self.faults.push(fault);
+        self
+    }
+
+    /// Sets the liveness budget.
+    pub fn budget(mut self, budget: Duration) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// The rain sessions: seeders, then leechers.
+    pub fn honest_hosts(&self) -> Vec<HostId> {
+        (0..self.seeders)
+            .map(HostId::Seeder)
+            .chain((0..self.leechers).map(HostId::Leecher))
+            .collect()
+    }
+
+    /// Every host.
+    pub fn hosts(&self) -> Vec<HostId> {
+        let mut h = self.honest_hosts();
+        h.extend((0..self.corrupt_peers).map(HostId::Corrupt));
+        h.extend((0..self.stall_peers).map(HostId::Stall));
+        h
+    }
+
+    /// When the last fault is over.
+    pub fn faults_end(&self) -> Duration {
+        self.faults
+            .iter()
+            .map(Fault::ends)
+            .max()
+            .unwrap_or(Duration::ZERO)
+    }
+}
