@@ -26,6 +26,12 @@ printf 'port-begin: %s\nport-end: %s\ndht-enabled: false\n' "$leech_port" "$((le
 
 (cd "$work/seed" && exec "$rain" download -c ../seed.yaml -t ../payload.torrent --seed 2>/dev/null) &
 seeder_pid=$!
+# The seeder listens once it has checked its data; dialling earlier would only be refused
+# and retried after a backoff.
+for _ in $(seq 600); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$seed_port") 2>/dev/null && break
+    sleep 0.1
+done
 start=$(date +%s.%N)
 (cd "$work/leech" && timeout 600 "$rain" download -c ../leech.yaml -t ../payload.torrent --peer "127.0.0.1:$seed_port")
 end=$(date +%s.%N)
