@@ -247,32 +247,8 @@ impl<N: Network> HttpClient<N> {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-            .await
-            .map_err(|e| hyper_error(&e))?;
         // The connection task is aborted when this exchange ends, whatever happens.
-        let _conn = AbortOnDrop(tokio::spawn(async move {
-            let _ = conn.await;
-        }));
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        let authority = uri.authority().map_or("", |a| a.as_str());
-        let authority = authority.rsplit('@').next().unwrap_or(authority);
-        let mut req = http::Request::builder()
-            .method(http::Method::GET)
-            .uri(path)
-            .header(header::HOST, authority)
-            .header(header::ACCEPT_ENCODING, "gzip")
-            .header(header::CONNECTION, "close");
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = req
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| HttpError::InvalidUrl(e.to_string()))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| hyper_error(&e))?;
+        let (resp, _conn) = send_get(io, uri, headers, "gzip").await?;
         let (parts, body) = resp.into_parts();
         let status = parts.status.as_u16();
         let limit = self.config.max_body;
@@ -498,34 +474,7 @@ impl<N: Network> HttpClient<N> {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let exchange = async {
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-                .await
-                .map_err(|e| hyper_error(&e))?;
-            let conn = AbortOnDrop(tokio::spawn(async move {
-                let _ = conn.await;
-            }));
-            let path = uri.path_and_query().map_or("/", |p| p.as_str());
-            let authority = uri.authority().map_or("", |a| a.as_str());
-            let authority = authority.rsplit('@').next().unwrap_or(authority);
-            let mut req = http::Request::builder()
-                .method(http::Method::GET)
-                .uri(path)
-                .header(header::HOST, authority)
-                .header(header::ACCEPT_ENCODING, "identity")
-                .header(header::CONNECTION, "close");
-            for (k, v) in headers {
-                req = req.header(*k, *v);
-            }
-            let req = req
-                .body(Empty::<Bytes>::new())
-                .map_err(|e| HttpError::InvalidUrl(e.to_string()))?;
-            let resp = sender
-                .send_request(req)
-                .await
-                .map_err(|e| hyper_error(&e))?;
-            Ok::<_, HttpError>((resp, conn))
-        };
+        let exchange = send_get(io, uri, headers, "identity");
         let (resp, conn) = tokio::time::timeout(t.headers, exchange)
             .await
             .map_err(|_| HttpError::Timeout)??;
@@ -550,6 +499,45 @@ impl<N: Network> HttpClient<N> {
 }
 
 /// Aborts a spawned task when dropped.
+/// Sends one `GET` of `uri` on `io` asking for `encoding`; returns the response head and the
+/// task driving the connection, aborted when dropped.
+async fn send_get<S>(
+    io: S,
+    uri: &Uri,
+    headers: &[(&str, &str)],
+    encoding: &'static str,
+) -> Result<(http::Response<hyper::body::Incoming>, AbortOnDrop), HttpError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| hyper_error(&e))?;
+    let conn = AbortOnDrop(tokio::spawn(async move {
+        let _ = conn.await;
+    }));
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    let mut req = http::Request::builder()
+        .method(http::Method::GET)
+        .uri(path)
+        .header(header::HOST, authority)
+        .header(header::ACCEPT_ENCODING, encoding)
+        .header(header::CONNECTION, "close");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| HttpError::InvalidUrl(e.to_string()))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| hyper_error(&e))?;
+    Ok((resp, conn))
+}
+
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
