@@ -5,7 +5,9 @@
 //! line and return, unless `RAIN_REQUIRE_INTEROP=1` is set (CI sets it, after installing the
 //! tools with `scripts/install-peers.sh`), in which case a missing tool fails the test.
 
-use std::process::Command;
+use std::process::{Child, Command};
+
+pub mod lt_seeder;
 
 /// True when `program` can be started (`program --version`-style probe with `probe_args`).
 pub fn available(program: &str, probe_args: &[&str]) -> bool {
@@ -56,4 +58,23 @@ pub fn run_ok(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A TCP port free on 127.0.0.1 right now (fresh per run; racy in theory only).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port on 127.0.0.1")
+        .port()
+}
+
+/// A child process killed (and reaped) when dropped, however the test ends.
+#[derive(Debug)]
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -10,7 +10,6 @@
 //! message, so it works whatever the profile or `CARGO_TARGET_DIR`. Every process started here
 //! is killed when its guard drops, and every wait is bounded.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -19,7 +18,8 @@ use std::time::{Duration, Instant};
 use rain_proto::torrent::Status;
 use rain_runtime::create::{CreateOptions, create_torrent};
 use rain_runtime::session::{AddOptions, Session, SessionConfig};
-use rain_tests::{python_libtorrent_available, require};
+use rain_tests::lt_seeder::{FILES, LibtorrentSeeder};
+use rain_tests::{KillOnDrop, free_port, python_libtorrent_available, require};
 
 /// Bound on one download by the example (its own bound is longer).
 const DOWNLOAD_WAIT: Duration = Duration::from_secs(120);
@@ -28,28 +28,9 @@ const BUILD_WAIT: Duration = Duration::from_secs(900);
 /// Bound on a seeder becoming ready.
 const SEEDER_WAIT: Duration = Duration::from_secs(60);
 
-/// Kills the process when dropped, however the test ends.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A TCP port free on 127.0.0.1 right now (fresh per run; racy in theory only).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Waits for `child` up to `limit`; on timeout it is killed and `None` returned.
 fn wait_bounded(child: Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let mut guard = Guard(child);
+    let mut guard = KillOnDrop(child);
     let deadline = Instant::now() + limit;
     loop {
         if let Some(status) = guard.0.try_wait().unwrap() {
@@ -154,42 +135,6 @@ fn payload(len: usize, mut x: u64) -> Vec<u8> {
         .collect()
 }
 
-/// Creates the payload and its torrent, seeds it on the given port, prints READY, and exits
-/// when stdin closes (or is killed by the guard).
-const LT_SEEDER: &str = r#"
-import os, random, sys, time, warnings
-warnings.simplefilter("ignore")
-import libtorrent as lt
-d, port = sys.argv[1], int(sys.argv[2])
-os.makedirs(os.path.join(d, "payload", "sub"), exist_ok=True)
-r = random.Random(14)
-for name, n in [("x.bin", 1500000), ("sub/y.bin", 800001), ("z.bin", 12345)]:
-    with open(os.path.join(d, "payload", name), "wb") as f:
-        f.write(r.randbytes(n))
-fs = lt.file_storage()
-lt.add_files(fs, os.path.join(d, "payload"))
-t = lt.create_torrent(fs, 32768)
-lt.set_piece_hashes(t, d)
-tb = lt.bencode(t.generate())
-with open(os.path.join(d, "t.torrent"), "wb") as f:
-    f.write(tb)
-s = lt.session({
-    "listen_interfaces": "127.0.0.1:%d" % port,
-    "enable_dht": False, "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
-})
-p = lt.add_torrent_params()
-p.ti = lt.torrent_info(lt.bdecode(tb))
-p.save_path = d
-h = s.add_torrent(p)
-deadline = time.time() + 30
-while not h.status().is_seeding:
-    if time.time() > deadline:
-        sys.exit("seeder did not finish checking")
-    time.sleep(0.05)
-print("READY", flush=True)
-sys.stdin.read()
-"#;
-
 #[test]
 fn example_downloads_from_libtorrent() {
     if !require(
@@ -201,46 +146,22 @@ fn example_downloads_from_libtorrent() {
     }
     example(); // build before the seeder's clock starts
     let tmp = tempfile::tempdir().unwrap();
-    let seed_dir = tmp.path().join("lt");
-    std::fs::create_dir_all(&seed_dir).unwrap();
-    let port = free_port();
-    let mut seeder = Guard(
-        Command::new("python3")
-            .args(["-c", LT_SEEDER])
-            .arg(&seed_dir)
-            .arg(port.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start python3"),
-    );
-    let stdout = seeder.0.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if line.trim() == "READY" {
-                let _ = tx.send(());
-                break;
-            }
-        }
-    });
-    rx.recv_timeout(SEEDER_WAIT)
-        .expect("libtorrent seeder did not become ready");
+    let seeder = LibtorrentSeeder::start(&tmp.path().join("lt"), SEEDER_WAIT);
 
     let out = tmp.path().join("out");
     let (ok, log) = run_example(
-        &seed_dir.join("t.torrent"),
-        &format!("127.0.0.1:{port}"),
+        &seeder.torrent(),
+        &format!("127.0.0.1:{}", seeder.port),
         &out,
     );
     assert!(ok, "example failed against libtorrent:\n{log}");
-    let files: Vec<(PathBuf, Vec<u8>)> = ["x.bin", "sub/y.bin", "z.bin"]
+    let files: Vec<(PathBuf, Vec<u8>)> = FILES
         .iter()
-        .map(|n| {
-            let rel = Path::new("payload").join(n);
-            let bytes = std::fs::read(seed_dir.join(&rel)).unwrap();
-            (rel, bytes)
+        .map(|rel| {
+            (
+                PathBuf::from(rel),
+                std::fs::read(seeder.dir.join(rel)).unwrap(),
+            )
         })
         .collect();
     assert_same(&out, &files);

@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rain_proto::metainfo::{Limits as TorrentLimits, Metainfo};
@@ -13,7 +13,7 @@ use rain_proto::rng::{Rng, Seed};
 use rain_proto::wire::{Block, Limits, Message, PeerId, Reserved};
 use rain_runtime::net::TokioNet;
 use rain_runtime::peer::{Local, Timeouts, dial};
-use rain_tests::{python_libtorrent_available, require};
+use rain_tests::{KillOnDrop, free_port, python_libtorrent_available, require};
 
 const SEEDER: &str = r#"
 import os, sys, libtorrent as lt
@@ -57,25 +57,7 @@ threading.Thread(target=log, daemon=True).start()
 sys.stdin.read()
 "#;
 
-/// The libtorrent seeder process; killed when dropped.
-struct Seeder(Child);
-
-impl Drop for Seeder {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_seeder(work: &std::path::Path, port: u16) -> Seeder {
+fn start_seeder(work: &std::path::Path, port: u16) -> KillOnDrop {
     let mut child = Command::new("python3")
         .args(["-c", SEEDER, &port.to_string(), work.to_str().unwrap()])
         .stdin(Stdio::piped())
@@ -88,7 +70,7 @@ fn start_seeder(work: &std::path::Path, port: u16) -> Seeder {
         .unwrap();
     assert_eq!(line.trim(), "READY", "seeder did not start");
     child.stdin.as_mut().unwrap().flush().unwrap();
-    Seeder(child)
+    KillOnDrop(child)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

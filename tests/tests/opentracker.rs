@@ -18,7 +18,7 @@ use rain_runtime::create::{CreateOptions, create_torrent};
 use rain_runtime::net::TokioNet;
 use rain_runtime::session::{AddOptions, Session, SessionConfig};
 use rain_runtime::tracker_client::{TrackerClient, TrackerConfig};
-use rain_tests::require;
+use rain_tests::{free_port, require};
 
 /// Bounds every wait on the tracker.
 const BOUND: Duration = Duration::from_secs(10);
@@ -47,17 +47,6 @@ impl Drop for Tracker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// A port free for both TCP and UDP on 127.0.0.1 (racy, but retried by the caller).
-fn free_port() -> u16 {
-    loop {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
     }
 }
 
