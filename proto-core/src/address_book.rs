@@ -11,8 +11,10 @@
 //! - A failed dial ([`AddressBook::dial_failed`]) puts the address in exponential backoff
 //!   (`dial_backoff_initial` doubling to `dial_backoff_max`); after `max_dial_failures`
 //!   failures it is dropped.
-//! - Refused on entry: port 0, our own address (our external IP with any port, or loopback
-//!   with our port), banned IPs ([`AddressBook::ban`], per torrent, at most `max_banned`) and IPs
+//! - [`AddressBook::defer`] parks an address without counting a failure (its IP is
+//!   connected already, or its connection ended and it may be dialled again later).
+//! - Refused on entry: port 0, our own address (our external IP or loopback, with our port;
+//!   another port on our IP is another client behind the same address), banned IPs ([`AddressBook::ban`], per torrent, at most `max_banned`) and IPs
 //!   in the blocklist passed to [`AddressBook::add`].
 //!
 //! Time only enters as `now`; [`AddressBook::poll_timeout`] is the next backoff expiry.
@@ -143,6 +145,9 @@ pub struct AddressBookConfig {
     pub dial_backoff_max: Duration,
     /// Failed dials after which an address is dropped.
     pub max_dial_failures: u32,
+    /// How long an address waits before it is dialled again after its connection ended, or
+    /// while another connection to its IP is open (libtorrent's `min_reconnect_time`).
+    pub reconnect_delay: Duration,
 }
 
 impl Default for AddressBookConfig {
@@ -153,6 +158,7 @@ impl Default for AddressBookConfig {
             dial_backoff_initial: Duration::from_secs(15),
             dial_backoff_max: Duration::from_secs(15 * 60),
             max_dial_failures: 6,
+            reconnect_delay: Duration::from_secs(60),
         }
     }
 }
@@ -257,9 +263,7 @@ impl AddressBook {
 
     fn is_ours(&self, addr: SocketAddr) -> bool {
         let ip = canonical(addr.ip());
-        let our_ip = canonical(self.ours.ip());
-        (!our_ip.is_unspecified() && ip == our_ip)
-            || (ip.is_loopback() && addr.port() == self.ours.port())
+        addr.port() == self.ours.port() && (ip == canonical(self.ours.ip()) || ip.is_loopback())
     }
 
     /// Offers an address. `blocklist`: the session blocklist when it applies to outgoing
@@ -367,6 +371,14 @@ impl AddressBook {
             .dial_backoff_initial
             .saturating_mul(factor)
             .min(self.config.dial_backoff_max);
+        self.defer(now, addr, delay);
+    }
+
+    /// Parks `addr` until `now + delay` without counting a failure; no-op if unknown.
+    pub fn defer(&mut self, now: Instant, addr: SocketAddr, delay: Duration) {
+        let Some(e) = self.entries.get_mut(&addr) else {
+            return;
+        };
         match e.status {
             Status::Ready => {
                 self.ready.remove(&(e.priority, addr));
@@ -585,9 +597,11 @@ mod tests {
             AddOutcome::Rejected(RejectReason::Invalid)
         );
         assert_eq!(
-            r(&mut b, "98.76.54.32:9999"),
+            r(&mut b, "98.76.54.32:6881"),
             AddOutcome::Rejected(RejectReason::Ours)
         );
+        // Another client behind our IP.
+        assert_eq!(r(&mut b, "98.76.54.32:9999"), AddOutcome::Added);
         assert_eq!(
             r(&mut b, "127.0.0.1:6881"),
             AddOutcome::Rejected(RejectReason::Ours)
@@ -635,6 +649,32 @@ mod tests {
     }
 
     #[test]
+    fn deferred_addresses_return_without_counting_failures() {
+        let config = AddressBookConfig {
+            max_dial_failures: 2,
+            ..AddressBookConfig::default()
+        };
+        let mut b = AddressBook::new(config, unknown_ours(6881));
+        let a = sa("1.2.3.4:5");
+        let mut now = Instant::ZERO;
+        b.add(a, PeerSource::Manual, None);
+        for _ in 0..5 {
+            assert_eq!(b.pop(now), Some((a, PeerSource::Manual)));
+            b.defer(now, a, Duration::from_secs(7));
+            assert_eq!(b.poll_timeout(), Some(now + Duration::from_secs(7)));
+            assert_eq!(b.pop(now + Duration::from_secs(6)), None);
+            now = now + Duration::from_secs(7);
+        }
+        assert_eq!(
+            b.len(),
+            1,
+            "still known after more defers than max_dial_failures"
+        );
+        b.defer(now, sa("9.9.9.9:1"), Duration::from_secs(1));
+        assert_eq!(b.len(), 1, "unknown address not added");
+    }
+
+    #[test]
     fn connected_and_clear_forget() {
         let mut b = book(10);
         let a = sa("1.2.3.4:5");
@@ -658,8 +698,16 @@ mod tests {
         let a = sa("123.213.32.10:7000");
         b.add(a, PeerSource::Dht, None);
         b.add(sa("98.76.54.32:1"), PeerSource::Dht, None);
+        b.add(sa("98.76.54.32:6881"), PeerSource::Dht, None);
         b.set_our_address(sa("98.76.54.32:6881"));
-        assert_eq!(b.len(), 1, "our own IP is dropped");
-        assert_eq!(b.pop(Instant::ZERO).map(|x| x.0), Some(a));
+        assert_eq!(
+            b.len(),
+            2,
+            "our own address is dropped, our IP's other port kept"
+        );
+        assert!(!b.contains(sa("98.76.54.32:6881")));
+        let mut popped = [b.pop(Instant::ZERO), b.pop(Instant::ZERO)].map(|x| x.map(|x| x.0));
+        popped.sort();
+        assert_eq!(popped, [Some(sa("98.76.54.32:1")), Some(a)]);
     }
 }

@@ -293,10 +293,31 @@ impl PeerHost {
                 _ = sample.tick() => {
                     if let Ok(st) = session.stats(TORRENT_ID).await {
                         let s = &st.stats;
+                        // Each peer as addr/flags/requests out/in: s seed, c chokes us, n snubbed, C we choke.
+                        let peers: Vec<String> = session
+                            .peers(TORRENT_ID)
+                            .await
+                            .unwrap_or_default()
+                            .iter()
+                            .map(|p| {
+                                let flag = |on: bool, c: char| if on { c } else { '-' };
+                                format!(
+                                    "{}/{}{}{}{}/{}/{}",
+                                    p.addr,
+                                    flag(p.seed, 's'),
+                                    flag(p.peer_choking, 'c'),
+                                    flag(p.snubbed, 'n'),
+                                    flag(p.am_choking, 'C'),
+                                    p.requests_out,
+                                    p.requests_in
+                                )
+                            })
+                            .collect();
                         let line = format!(
-                            "{:?} pieces {}/{} peers {} addresses {:?} downloads {:?} wasted {}",
+                            "{:?} pieces {}/{} peers {} addresses {:?} downloads {:?} wasted {} \
+                             [{}]",
                             st.status, s.pieces.have, s.pieces.total, s.peers.total,
-                            s.addresses, s.downloads, s.bytes.wasted
+                            s.addresses, s.downloads, s.bytes.wasted, peers.join(" ")
                         );
                         lock(&self.board).last_stats.insert(self.name.clone(), line);
                     }

@@ -7,13 +7,6 @@
 //! its seed; `RAIN_SIM_SEED=<seed> cargo test -p rain-sim --test swarm_proptest replay` replays
 //! it. Failures proptest finds are persisted to `proptest-regressions/swarm_proptest.txt`
 //! (committed) and seeds worth keeping are listed in [`REGRESSION_SEEDS`].
-//!
-//! Known bug (found by this search, seed 2333718968750658632): with a corrupt peer in the
-//! swarm, now and then (about one run in six for that seed) every leecher ends with all but
-//! one piece, all peers connected, and one "snubbed" download of the last piece that is never
-//! reassigned, for ever. Until it is fixed the default search skips scenarios with corrupt
-//! peers (`RAIN_SIM_KNOWN_BUGS=1` keeps them; `RAIN_SIM_SEED=2333718968750658632` with the
-//! `replay` test reproduces it).
 
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -24,6 +17,9 @@ use rain_sim::{Scenario, run};
 const REGRESSION_SEEDS: &[u64] = &[
     // A partition plus a crash of a leecher in one scenario.
     7,
+    // A corrupt and a stalling peer: the seed refused to serve again blocks it had served
+    // once, so the leechers' last piece, poisoned by the corrupt peer, was stranded.
+    2_333_718_968_750_658_632,
 ];
 
 fn cases() -> u32 {
@@ -31,11 +27,6 @@ fn cases() -> u32 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(6)
-}
-
-/// Whether to keep scenarios that hit known, open bugs.
-fn known_bugs() -> bool {
-    std::env::var("RAIN_SIM_KNOWN_BUGS").is_ok_and(|v| v == "1")
 }
 
 fn check(seed: u64) -> Result<(), String> {
@@ -57,7 +48,6 @@ proptest! {
 
     #[test]
     fn random_scenarios_are_safe_and_live(seed in any::<u64>()) {
-        prop_assume!(known_bugs() || Scenario::random(seed).corrupt_peers == 0);
         check(seed).map_err(TestCaseError::fail)?;
     }
 }
@@ -77,8 +67,3 @@ fn replay() {
     };
     check(seed).unwrap_or_else(|e| panic!("{e}"));
 }
-
-// Open bug found by this search (seed 2333718968750658632, no magnets, no stalling peers,
-// about one run in six): with a corrupt peer present every leecher can be stranded one piece
-// short, the last piece's download snubbed and never handed to another peer. Until it is
-// fixed, the default search leaves corrupt peers out (RAIN_SIM_KNOWN_BUGS=1 brings them back).

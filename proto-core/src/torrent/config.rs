@@ -50,8 +50,6 @@ pub struct TorrentConfig {
     pub max_piece_memory: u64,
     /// Most `have` indices remembered per peer before the metadata is known.
     pub max_pending_haves: usize,
-    /// Served requests remembered per peer, to answer repeats with `reject` (rain).
-    pub max_served_remembered: usize,
     /// Exchange peers with PEX (`pex-enabled`, true); never for private torrents.
     pub pex_enabled: bool,
     /// Time between PEX messages to one peer (60 s).
@@ -100,7 +98,6 @@ impl Default for TorrentConfig {
             max_allowed_fast_in: 32,
             max_piece_memory: 64 * 1024 * 1024,
             max_pending_haves: 4096,
-            max_served_remembered: 1024,
             pex_enabled: true,
             pex_interval: Duration::from_mins(1),
             max_pex_peers: crate::extension::ut_pex::MAX_PEERS,

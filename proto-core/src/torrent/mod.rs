@@ -952,7 +952,7 @@ impl Torrent {
     /// Offers a peer address (tracker, DHT, PEX, user). Ignored unless downloading.
     pub fn add_peer_addr(&mut self, now: Instant, addr: SocketAddr, source: PeerSource) {
         self.last_now = now;
-        if !self.running || self.status == Status::Seeding {
+        if !self.running {
             return;
         }
         let blocked = self
@@ -1086,8 +1086,19 @@ impl Torrent {
 
     // ---------------------------------------------------------------- connections
 
+    /// Seeds dial too (libtorrent does): a leecher that never dials out — Transmission never
+    /// dials a loopback tracker peer — can only get our data if we connect to it.
     fn wants_dials(&self) -> bool {
-        self.running && self.status != Status::Seeding
+        self.running
+    }
+
+    /// One connection per IP, as rain and libtorrent keep by default; loopback is exempt,
+    /// since clients on one host are told apart by their ports.
+    fn ip_taken(&self, addr: SocketAddr) -> bool {
+        let ip = addr.ip();
+        !ip.is_loopback()
+            && (self.peers.values().any(|p| p.info.addr.ip() == ip)
+                || self.dialing.keys().any(|a| a.ip() == ip))
     }
 
     fn outgoing(&self) -> usize {
@@ -1104,17 +1115,15 @@ impl Torrent {
         }
         while self.outgoing() < self.config.max_peer_dial {
             let Some((addr, source)) = self.book.pop(now) else {
-                if !self.needs_peers {
+                if !self.needs_peers && self.status != Status::Seeding {
                     self.needs_peers = true;
                     self.announcer.set_needs_peers(now, true);
                 }
                 return;
             };
-            let ip = addr.ip();
-            if self.peers.values().any(|p| p.info.addr.ip() == ip)
-                || self.dialing.keys().any(|a| a.ip() == ip)
-            {
-                self.book.connected(addr);
+            if self.ip_taken(addr) {
+                let delay = self.config.address_book.reconnect_delay;
+                self.book.defer(now, addr, delay);
                 continue;
             }
             self.dialing.insert(addr, source);
@@ -1190,7 +1199,7 @@ impl Torrent {
             return Err(Refused::DuplicatePeerId);
         }
         let ip = info.addr.ip();
-        if self.peers.values().any(|p| p.info.addr.ip() == ip) {
+        if !ip.is_loopback() && self.peers.values().any(|p| p.info.addr.ip() == ip) {
             return Err(Refused::DuplicateIp);
         }
         if self.book.is_banned(ip) {
@@ -1294,7 +1303,7 @@ impl Torrent {
     pub fn handle_peer_closed(&mut self, now: Instant, peer: PeerKey) {
         self.last_now = now;
         if self.peers.contains_key(&peer) {
-            self.remove_peer(now, peer);
+            self.remove_peer(now, peer, true);
         }
     }
 
@@ -1310,17 +1319,27 @@ impl Torrent {
             addr,
             reason,
         });
-        self.remove_peer(now, key);
+        self.remove_peer(now, key, reason == DisconnectReason::TimedOut);
     }
 
     fn violation(&mut self, now: Instant, key: PeerKey, v: Violation) {
         self.disconnect(now, key, DisconnectReason::Misbehaved(v));
     }
 
-    fn remove_peer(&mut self, now: Instant, key: PeerKey) {
+    /// Forgets a connection. `reconnect`: it ended without fault of the peer's (closed, timed
+    /// out), so an outgoing peer's address goes back to the book, to be dialled again after
+    /// `reconnect_delay`.
+    fn remove_peer(&mut self, now: Instant, key: PeerKey, reconnect: bool) {
         let Some(peer) = self.peers.remove(&key) else {
             return;
         };
+        if reconnect && self.running && peer.info.direction == Direction::Outgoing {
+            let addr = peer.info.addr;
+            if self.book.add(addr, peer.source, None) == AddOutcome::Added {
+                self.book
+                    .defer(now, addr, self.config.address_book.reconnect_delay);
+            }
+        }
         let had_requests = !peer.requested.is_empty();
         if let Some(p) = self.picker.as_mut() {
             p.peer_removed(key);
@@ -1843,6 +1862,9 @@ impl Torrent {
                 }
                 if self.running && self.is_complete() && self.status == Status::Downloading {
                     self.on_complete(now);
+                } else {
+                    // Memory freed: peers held back by `max_piece_memory` may start pieces.
+                    self.fill_all(now);
                 }
             }
             Ok(false) => {
@@ -1998,7 +2020,6 @@ impl Torrent {
         result: Result<Bytes, DiskError>,
     ) {
         self.last_now = now;
-        let max_served = self.config.max_served_remembered;
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
@@ -2009,7 +2030,6 @@ impl Torrent {
             Ok(data) if data.len() == block.length as usize => {
                 let len = u64::from(block.length);
                 peer.upload.add(now, len);
-                peer.uploads.remember_served(block, max_served);
                 self.uploaded += len;
                 self.upload_meter.add(now, len);
                 self.send(

@@ -148,6 +148,8 @@ pub struct NodeSpec {
     pub role: Role,
     /// It flips a byte of every block it serves.
     pub corrupt: bool,
+    /// It never serves a requested block (its reads are dropped).
+    pub stall: bool,
 }
 
 impl NodeSpec {
@@ -156,6 +158,7 @@ impl NodeSpec {
         NodeSpec {
             role,
             corrupt: false,
+            stall: false,
         }
     }
 }
@@ -232,6 +235,8 @@ pub struct Node {
     pub data: Vec<u8>,
     /// Flips bytes it serves.
     pub corrupt: bool,
+    /// Never serves a block.
+    pub stall: bool,
     /// Every event it emitted, with the time.
     pub events: Vec<(Instant, TorrentEvent)>,
     /// Body bytes delivered to it by each simulated webseed.
@@ -370,6 +375,7 @@ impl Swarm {
                 peer_id,
                 data,
                 corrupt: spec.corrupt,
+                stall: spec.stall,
                 events: Vec::new(),
                 webseed_bytes: vec![0; webseeds.len()],
                 webseed_requests: vec![0; webseeds.len()],
@@ -725,6 +731,9 @@ impl Swarm {
                 len,
             } => {
                 let node = &self.nodes[i];
+                if node.stall {
+                    return;
+                }
                 let off =
                     u64::from(piece) * u64::from(self.torrent.info.piece_length) + u64::from(begin);
                 let range = off as usize..(off + u64::from(len)) as usize;

@@ -91,8 +91,8 @@ fn corrupt_peer_is_banned_and_pieces_complete_from_others() {
     let mut nodes = vec![
         NodeSpec::new(Role::Seeder),
         NodeSpec {
-            role: Role::Seeder,
             corrupt: true,
+            ..NodeSpec::new(Role::Seeder)
         },
     ];
     nodes.extend((0..4).map(|_| NodeSpec::new(Role::Leecher)));
@@ -115,6 +115,50 @@ fn corrupt_peer_is_banned_and_pieces_complete_from_others() {
     }
     assert!(total_wasted > 0, "corrupt data was wasted");
     assert!(banned_somewhere, "the corrupt node was banned");
+}
+
+#[test]
+fn last_piece_is_not_stranded_by_corrupt_and_stalling_peers() {
+    // The shape the turmoil search found (seed 2333718968750658632): one honest seed, one
+    // corrupt and one stalling peer, three leechers, a few big pieces.
+    let mut nodes = vec![
+        NodeSpec::new(Role::Seeder),
+        NodeSpec {
+            corrupt: true,
+            ..NodeSpec::new(Role::Seeder)
+        },
+        NodeSpec {
+            stall: true,
+            ..NodeSpec::new(Role::Seeder)
+        },
+    ];
+    nodes.extend((0..3).map(|_| NodeSpec::new(Role::Leecher)));
+    for seed in 0..40u64 {
+        let t = TestTorrent::generate(seed, 700 * 1024, 900 * 1024, false);
+        let mut s = Swarm::new(
+            seed,
+            t,
+            &nodes,
+            &TorrentConfig::default(),
+            NetConfig {
+                max_steps: 300_000,
+                ..NetConfig::default()
+            },
+        );
+        let done = s.run_until(Swarm::all_complete);
+        assert!(
+            done,
+            "seed {seed}: stranded at {:?}: {:?}",
+            s.now(),
+            s.nodes()
+                .iter()
+                .map(|n| {
+                    let st = n.torrent.stats();
+                    (st.pieces.have, st.downloads)
+                })
+                .collect::<Vec<_>>()
+        );
+    }
 }
 
 #[test]
@@ -720,4 +764,191 @@ fn blocklist_filters_dials_and_refuses_incoming() {
         s.t.handle_peer_connected(s.now, incoming(from_blocked))
             .is_ok()
     );
+}
+
+// ---------------------------------------------------------------- dialing and memory budget
+
+fn dials(actions: &[Action]) -> Vec<SocketAddr> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Dial { addr } => Some(*addr),
+            _ => None,
+        })
+        .collect()
+}
+
+fn requests(actions: &[Action], to: PeerKey) -> Vec<wire::Block> {
+    Solo::sent(actions, to)
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Request(b) => Some(b),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn seeding_torrent_dials_added_peers() {
+    // Transmission never dials a loopback tracker peer: a seed must dial it.
+    let tt = TestTorrent::generate(4, 128 * 1024, 128 * 1024, false);
+    let mut s = Solo::new(Role::Seeder, tt, TorrentConfig::default());
+    let addr = SocketAddr::from(([10, 1, 1, 1], 7000));
+    s.t.add_peer_addr(s.now, addr, PeerSource::Manual);
+    s.drain();
+    assert_eq!(dials(&s.take()), vec![addr]);
+}
+
+#[test]
+fn closed_outgoing_peer_is_dialled_again_after_reconnect_delay() {
+    let tt = TestTorrent::generate(4, 128 * 1024, 128 * 1024, false);
+    let config = TorrentConfig::default();
+    let delay = config.address_book.reconnect_delay;
+    let mut s = Solo::new(Role::Leecher, tt, config);
+    let addr = SocketAddr::from(([10, 1, 1, 1], 7000));
+    s.t.add_peer_addr(s.now, addr, PeerSource::Manual);
+    s.drain();
+    assert_eq!(dials(&s.take()), vec![addr]);
+    let k =
+        s.t.handle_peer_connected(
+            s.now,
+            PeerInfo {
+                addr,
+                direction: Direction::Outgoing,
+                peer_id: PeerId([b'Q'; 20]),
+                reserved: wire::Reserved::default(),
+                encrypted: false,
+            },
+        )
+        .expect("accepted");
+    s.t.handle_peer_closed(s.now, k);
+    s.drain();
+    assert!(dials(&s.take()).is_empty(), "not at once");
+    let later = s.now + delay;
+    assert!(s.t.poll_timeout().is_some_and(|t| t <= later));
+    s.now = later;
+    s.t.handle_timeout(s.now);
+    s.drain();
+    assert_eq!(dials(&s.take()), vec![addr], "dialled again");
+}
+
+#[test]
+fn one_connection_per_ip_except_loopback() {
+    let tt = TestTorrent::generate(4, 128 * 1024, 128 * 1024, false);
+    let mut s = Solo::new(Role::Leecher, tt, TorrentConfig::default());
+    let lo = [7001u16, 7002].map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
+    let same = [7001u16, 7002].map(|p| SocketAddr::from(([10, 1, 1, 1], p)));
+    for a in lo.iter().chain(&same) {
+        s.t.add_peer_addr(s.now, *a, PeerSource::Tracker);
+    }
+    s.drain();
+    let mut d = dials(&s.take());
+    d.sort();
+    assert_eq!(
+        d.len(),
+        3,
+        "both loopback ports and one of the shared IP: {d:?}"
+    );
+    assert!(lo.iter().all(|a| d.contains(a)));
+    let dialled = *same.iter().find(|a| d.contains(a)).unwrap();
+    let other = *same.iter().find(|a| **a != dialled).unwrap();
+    // The other port of the shared IP waits in the book, it is not forgotten.
+    s.t.handle_dial_failed(s.now, dialled);
+    s.now = s.now + TorrentConfig::default().address_book.reconnect_delay;
+    s.t.handle_timeout(s.now);
+    s.drain();
+    assert!(dials(&s.take()).contains(&other));
+}
+
+#[test]
+fn written_pieces_free_memory_for_new_pieces() {
+    // A budget of one piece: the next piece starts only once the first is written.
+    let tt = TestTorrent::generate(6, 2048 * 1024, 2048 * 1024, false);
+    let piece_len = u64::from(tt.info.piece_length);
+    let config = TorrentConfig {
+        max_piece_memory: piece_len,
+        ..TorrentConfig::default()
+    };
+    let mut s = Solo::new(Role::Leecher, tt, config);
+    let p = s.connect(1, true, false);
+    s.msg(p, Message::HaveAll);
+    s.msg(p, Message::Unchoke);
+    let mut verifying = Vec::new();
+    let mut pending = requests(&s.take(), p);
+    assert!(!pending.is_empty());
+    // Serve every request, oldest first, until nothing more is asked for.
+    while !pending.is_empty() {
+        let b = pending.remove(0);
+        let off = b.index as usize * piece_len as usize + b.begin as usize;
+        let data = Bytes::copy_from_slice(&s.tt.data[off..off + b.length as usize]);
+        s.msg(
+            p,
+            Message::Piece {
+                index: b.index,
+                begin: b.begin,
+                data,
+            },
+        );
+        let acts = s.take();
+        pending.extend(requests(&acts, p));
+        verifying.extend(acts.iter().filter_map(|a| match a {
+            Action::VerifyAndWrite { piece, .. } => Some(*piece),
+            _ => None,
+        }));
+    }
+    assert!(!verifying.is_empty(), "a piece completed");
+    let n = s.tt.info.piece_count() as usize;
+    assert!(verifying.len() < n, "the budget held new pieces back");
+    // Writing them frees the budget: requests resume without any new message from the peer.
+    for piece in verifying {
+        s.t.handle_piece_written(s.now, piece, Ok(true));
+    }
+    s.drain();
+    s.t.check_invariants();
+    assert!(!requests(&s.take(), p).is_empty(), "requests resumed");
+}
+
+#[test]
+fn a_block_served_once_is_served_again_when_asked_again() {
+    // After a hash failure caused by another peer's garbage, the honest seed is asked for the
+    // same blocks again; refusing them (rain's rule) strands the piece for ever.
+    let tt = TestTorrent::generate(4, 128 * 1024, 128 * 1024, false);
+    let mut s = Solo::new(Role::Seeder, tt, TorrentConfig::default());
+    let p = s.connect(1, true, false);
+    s.msg(p, Message::Interested);
+    s.take();
+    let req = wire::Block {
+        index: 0,
+        begin: 0,
+        length: 16 * 1024,
+    };
+    for round in 0..2 {
+        s.msg(p, Message::Request(req));
+        let acts = s.take();
+        assert!(
+            acts.iter().any(|a| matches!(
+                a,
+                Action::ReadBlock {
+                    piece: 0,
+                    begin: 0,
+                    ..
+                }
+            )),
+            "round {round}: {acts:?}"
+        );
+        let data = Bytes::copy_from_slice(&s.tt.data[..16 * 1024]);
+        s.t.handle_block_read(s.now, p, 0, 0, Ok(data));
+        s.drain();
+        assert!(
+            Solo::sent(&s.take(), p).iter().any(|m| matches!(
+                m,
+                Message::Piece {
+                    index: 0,
+                    begin: 0,
+                    ..
+                }
+            )),
+            "round {round}: served"
+        );
+    }
 }

@@ -3,10 +3,13 @@
 //! An accepted request becomes a [`ReadBlock`](super::Action::ReadBlock) at once and stays
 //! queued until its data comes back ([`Torrent::handle_block_read`](super::Torrent::handle_block_read)),
 //! when it is sent as a `piece` message unless it was cancelled or the peer was choked in
-//! between. The queue holds at most `max-requests-in` requests. Served requests are remembered
-//! (at most `max_served_remembered`) so that a repeat is rejected, as rain does.
+//! between. The queue holds at most `max-requests-in` requests.
+//!
+//! A request repeating one already served is served again. rain rejects it, but rain takes a
+//! piece from one peer only; here a piece's blocks come from several peers, and when one of
+//! them sent garbage the honest others must serve their blocks again.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 
 use crate::picker::Block;
 
@@ -25,8 +28,6 @@ pub(super) enum Admit {
 #[derive(Debug, Clone, Default)]
 pub(super) struct UploadQueue {
     queued: BTreeSet<Block>,
-    served: BTreeSet<Block>,
-    served_order: VecDeque<Block>,
 }
 
 impl UploadQueue {
@@ -37,7 +38,7 @@ impl UploadQueue {
     pub fn admit(&self, b: Block, max_requests_in: u32) -> Admit {
         if self.queued.contains(&b) {
             Admit::Duplicate
-        } else if self.served.contains(&b) || self.queued.len() >= max_requests_in as usize {
+        } else if self.queued.len() >= max_requests_in as usize {
             Admit::Refuse
         } else {
             Admit::Accept
@@ -74,17 +75,5 @@ impl UploadQueue {
     /// Drops every queued request (we choked the peer) and returns them.
     pub fn clear(&mut self) -> Vec<Block> {
         std::mem::take(&mut self.queued).into_iter().collect()
-    }
-
-    pub fn remember_served(&mut self, b: Block, max: usize) {
-        if max == 0 || !self.served.insert(b) {
-            return;
-        }
-        self.served_order.push_back(b);
-        while self.served_order.len() > max {
-            if let Some(old) = self.served_order.pop_front() {
-                self.served.remove(&old);
-            }
-        }
     }
 }
