@@ -5,9 +5,15 @@
 //! line and return, unless `RAIN_REQUIRE_INTEROP=1` is set (CI sets it, after installing the
 //! tools with `scripts/install-peers.sh`), in which case a missing tool fails the test.
 
-use std::process::{Child, Command};
+use std::process::Command;
 
+pub mod aria2;
+pub mod libtorrent;
 pub mod lt_seeder;
+pub mod opentracker;
+pub mod process;
+pub mod rain_peer;
+pub mod transmission;
 
 /// True when `program` can be started (`program --version`-style probe with `probe_args`).
 pub fn available(program: &str, probe_args: &[&str]) -> bool {
@@ -58,23 +64,4 @@ pub fn run_ok(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A TCP port free on 127.0.0.1 right now (fresh per run; racy in theory only).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port on 127.0.0.1")
-        .port()
-}
-
-/// A child process killed (and reaped) when dropped, however the test ends.
-#[derive(Debug)]
-pub struct KillOnDrop(pub Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

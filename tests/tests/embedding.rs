@@ -11,15 +11,18 @@
 //! is killed when its guard drops, and every wait is bounded.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rain_proto::torrent::Status;
-use rain_runtime::create::{CreateOptions, create_torrent};
-use rain_runtime::session::{AddOptions, Session, SessionConfig};
+use rain_runtime::session::{AddOptions, Session};
 use rain_tests::lt_seeder::{FILES, LibtorrentSeeder};
-use rain_tests::{KillOnDrop, free_port, python_libtorrent_available, require};
+use rain_tests::process::{Guard, free_port, logged};
+use rain_tests::rain_peer::{
+    Files, assert_same, loopback_config, make_torrent, payload, wait_status, write_payload,
+};
+use rain_tests::{python_libtorrent_available, require};
 
 /// Bound on one download by the example (its own bound is longer).
 const DOWNLOAD_WAIT: Duration = Duration::from_secs(120);
@@ -27,21 +30,6 @@ const DOWNLOAD_WAIT: Duration = Duration::from_secs(120);
 const BUILD_WAIT: Duration = Duration::from_secs(900);
 /// Bound on a seeder becoming ready.
 const SEEDER_WAIT: Duration = Duration::from_secs(60);
-
-/// Waits for `child` up to `limit`; on timeout it is killed and `None` returned.
-fn wait_bounded(child: Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let mut guard = KillOnDrop(child);
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = guard.0.try_wait().unwrap() {
-            return Some(status);
-        }
-        if Instant::now() > deadline {
-            return None; // the guard kills it
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// Builds the example once per test binary and returns its path.
 fn example() -> &'static Path {
@@ -54,24 +42,28 @@ fn example() -> &'static Path {
         // cargo's JSON messages go to a file: no pipe to fill, and the wait stays bounded
         // (another build may hold the shared target directory for a while).
         let json = tempfile::NamedTempFile::new().unwrap();
-        let cargo = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-p",
-                "rain-proto",
-                "--example",
-                "blocking_download",
-            ])
-            .args([
-                "--message-format",
-                "json-render-diagnostics",
-                "--manifest-path",
-            ])
-            .arg(&manifest)
-            .stdout(json.reopen().unwrap())
-            .spawn()
-            .expect("run cargo");
-        let status = wait_bounded(cargo, BUILD_WAIT).expect("building the example timed out");
+        let mut cargo = Guard::spawn(
+            "cargo build",
+            Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "-p",
+                    "rain-proto",
+                    "--example",
+                    "blocking_download",
+                ])
+                .args([
+                    "--message-format",
+                    "json-render-diagnostics",
+                    "--manifest-path",
+                ])
+                .arg(&manifest)
+                .stdout(json.reopen().unwrap()),
+        );
+        // On timeout the guard kills it.
+        let status = cargo
+            .wait_bounded(BUILD_WAIT)
+            .expect("building the example timed out");
         assert!(status.success(), "building the example failed");
         let stdout = std::fs::read_to_string(json.path()).unwrap();
         let exe = stdout
@@ -91,48 +83,19 @@ fn example() -> &'static Path {
 /// stdout and stderr).
 fn run_example(torrent: &Path, peer: &str, out: &Path) -> (bool, String) {
     let log = out.with_extension("log");
-    let file = std::fs::File::create(&log).unwrap();
-    let child = Command::new(example())
-        .arg(torrent)
-        .arg(peer)
-        .arg(out)
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().unwrap())
-        .stderr(file)
-        .spawn()
-        .expect("start the example");
-    let status = wait_bounded(child, DOWNLOAD_WAIT);
+    let mut child = Guard::spawn(
+        "the example",
+        logged(
+            Command::new(example()).arg(torrent).arg(peer).arg(out),
+            &log,
+        ),
+    );
+    let status = child.wait_bounded(DOWNLOAD_WAIT);
+    drop(child);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let status =
         status.unwrap_or_else(|| panic!("example still running after {DOWNLOAD_WAIT:?}:\n{text}"));
     (status.success(), text)
-}
-
-/// Asserts that every `(relative path, bytes)` is in `dir` with exactly those bytes.
-fn assert_same(dir: &Path, files: &[(PathBuf, Vec<u8>)]) {
-    for (rel, want) in files {
-        let got = std::fs::read(dir.join(rel))
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.join(rel).display()));
-        assert_eq!(
-            got.len(),
-            want.len(),
-            "{} has the wrong length",
-            rel.display()
-        );
-        assert!(got == *want, "{} differs from the seeder's", rel.display());
-    }
-}
-
-/// Deterministic pseudo-random bytes (xorshift), so payloads differ block by block.
-fn payload(len: usize, mut x: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 #[test]
@@ -151,20 +114,20 @@ fn example_downloads_from_libtorrent() {
     let out = tmp.path().join("out");
     let (ok, log) = run_example(
         &seeder.torrent(),
-        &format!("127.0.0.1:{}", seeder.port),
+        &format!("127.0.0.1:{}", seeder.port()),
         &out,
     );
     assert!(ok, "example failed against libtorrent:\n{log}");
-    let files: Vec<(PathBuf, Vec<u8>)> = FILES
+    let files: Files = FILES
         .iter()
         .map(|rel| {
             (
                 PathBuf::from(rel),
-                std::fs::read(seeder.dir.join(rel)).unwrap(),
+                std::fs::read(seeder.dir().join(rel)).unwrap(),
             )
         })
         .collect();
-    assert_same(&out, &files);
+    assert_same("the example", &out, &files);
     drop(seeder);
 }
 
@@ -172,24 +135,17 @@ fn example_downloads_from_libtorrent() {
 fn example_downloads_from_rain() {
     example();
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("seed");
+    // A seeding session on loopback only (no DHT, no trackers), its data already in place.
+    let config = loopback_config(&tmp.path().join("rain"), 14);
+    let port = config.port_begin;
     // A multi-file torrent whose pieces straddle files, and a short last piece.
-    let files: Vec<(PathBuf, Vec<u8>)> = [("a.bin", 700_001, 1), ("sub/b.bin", 16_385, 2)]
-        .into_iter()
-        .map(|(n, len, x)| (Path::new("payload").join(n), payload(len, 0x9e37_79b9 * x)))
-        .collect();
-    for (rel, bytes) in &files {
-        let path = data.join(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, bytes).unwrap();
-    }
-    let torrent_bytes = create_torrent(&CreateOptions {
-        paths: vec![data.join("payload")],
-        piece_length: Some(32 * 1024),
-        threads: 1,
-        ..CreateOptions::default()
-    })
-    .unwrap();
+    let (files, top) = write_payload(
+        &config.data_dir,
+        "payload",
+        &[("a.bin", 700_001), ("sub/b.bin", 16_385)],
+        1,
+    );
+    let torrent_bytes = make_torrent(&top, 32 * 1024, None);
     let torrent = tmp.path().join("t.torrent");
     std::fs::write(&torrent, &torrent_bytes).unwrap();
 
@@ -198,40 +154,15 @@ fn example_downloads_from_rain() {
         .enable_all()
         .build()
         .unwrap();
-    let port = free_port();
-    // A seeding session on loopback only (no DHT, no trackers), its data already in place.
     let (session, id) = rt.block_on(async {
-        let s = Session::new(SessionConfig {
-            database: tmp.path().join("session.db"),
-            data_dir: data.clone(),
-            data_dir_includes_torrent_id: false,
-            host: "127.0.0.1".parse().unwrap(),
-            port_begin: port,
-            port_end: port + 1,
-            dht_enabled: false,
-            seed: Some(14),
-            ..SessionConfig::default()
-        })
-        .await
-        .unwrap();
+        let s = Session::new(config).await.unwrap();
         let t = s
             .add_torrent(&torrent_bytes, AddOptions::default())
             .await
             .unwrap();
         assert_eq!(t.port, port);
-        let deadline = tokio::time::Instant::now() + SEEDER_WAIT;
-        loop {
-            let st = s.stats(&t.id).await.unwrap();
-            if st.status == Status::Seeding {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "rain seeder still {:?} ({:?})",
-                st.status,
-                st.error
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        if let Err(e) = wait_status(&s, &t.id, Status::Seeding, SEEDER_WAIT, |_| {}).await {
+            panic!("rain seeder not ready: {e}");
         }
         (s, t.id)
     });
@@ -245,7 +176,7 @@ fn example_downloads_from_rain() {
         up
     });
     assert!(ok, "example failed against rain:\n{log}");
-    assert_same(&out, &files);
+    assert_same("the example", &out, &files);
     let total: usize = files.iter().map(|(_, b)| b.len()).sum();
     assert!(
         uploaded.unwrap() >= total as u64,
@@ -259,14 +190,7 @@ fn example_fails_in_one_line_without_a_peer() {
     let data = tmp.path().join("f.bin");
     std::fs::write(&data, payload(40_000, 7)).unwrap();
     let torrent = tmp.path().join("t.torrent");
-    let bytes = create_torrent(&CreateOptions {
-        paths: vec![data],
-        piece_length: Some(16 * 1024),
-        threads: 1,
-        ..CreateOptions::default()
-    })
-    .unwrap();
-    std::fs::write(&torrent, bytes).unwrap();
+    std::fs::write(&torrent, make_torrent(&data, 16 * 1024, None)).unwrap();
     // Nobody listens on a port we just freed.
     let port = free_port();
     let (ok, log) = run_example(

@@ -22,7 +22,7 @@ fn libtorrent_seed() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let seeder = LibtorrentSeeder::start(&tmp.path().join("lt"), WAIT);
-    let (seed_dir, lt_port) = (seeder.dir.clone(), seeder.port);
+    let (seed_dir, lt_port) = (seeder.dir().to_owned(), seeder.port());
     let torrent = std::fs::read(seeder.torrent()).unwrap();
     let ports = 20_000 + (std::process::id() % 40_000) as u16;
     let rt = tokio::runtime::Builder::new_multi_thread()

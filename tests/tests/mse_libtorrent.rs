@@ -2,9 +2,7 @@
 //! forced encryption, completes the handshake, and downloads a block whose bytes it checks;
 //! a plaintext-only dial is refused.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use rain_proto::metainfo::{Limits as TorrentLimits, Metainfo};
@@ -13,64 +11,34 @@ use rain_proto::rng::{Rng, Seed};
 use rain_proto::wire::{Block, Limits, Message, PeerId, Reserved};
 use rain_runtime::net::TokioNet;
 use rain_runtime::peer::{Local, Timeouts, dial};
-use rain_tests::{KillOnDrop, free_port, python_libtorrent_available, require};
+use rain_tests::libtorrent::{LtOptions, LtPeer, create_torrent};
+use rain_tests::process::free_port;
+use rain_tests::{python_libtorrent_available, require};
 
-const SEEDER: &str = r#"
-import os, sys, libtorrent as lt
-port, work = int(sys.argv[1]), sys.argv[2]
-data = os.path.join(work, "payload.bin")
-with open(data, "wb") as f:
-    f.write(bytes((i * 7 + 3) % 256 for i in range(200_000)))
-fs = lt.file_storage()
-lt.add_files(fs, data)
-t = lt.create_torrent(fs, 16384, flags=lt.create_torrent.v1_only)
-lt.set_piece_hashes(t, work)
-raw = lt.bencode(t.generate())
-with open(os.path.join(work, "t.torrent"), "wb") as f:
-    f.write(raw)
-s = lt.session({
-    "listen_interfaces": "127.0.0.1:%d" % port,
-    "enable_dht": False, "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
-    "out_enc_policy": 0, "in_enc_policy": 0, "allowed_enc_level": 2,
-    "allow_multiple_connections_per_ip": True,
-    "alert_mask": lt.alert.category_t.all_categories if os.environ.get("RAIN_LT_DEBUG") else 0,
-})
-p = lt.add_torrent_params()
-p.ti = lt.torrent_info(lt.bdecode(raw))
-p.save_path = work
-# Not paused, not auto-managed: serve at once.
-p.flags = lt.torrent_flags.seed_mode
-h = s.add_torrent(p)
-import time
-deadline = time.time() + 20
-while time.time() < deadline and not (h.status().is_seeding and not h.status().paused and s.is_listening()):
-    time.sleep(0.05)
-print("READY", flush=True)
-import threading
-def log():
-    while True:
-        s.wait_for_alert(1000)
-        for a in s.pop_alerts():
-            if os.environ.get("RAIN_LT_DEBUG"):
-                print("lt:", a.what(), a.message(), file=sys.stderr, flush=True)
-threading.Thread(target=log, daemon=True).start()
-sys.stdin.read()
-"#;
-
-fn start_seeder(work: &std::path::Path, port: u16) -> KillOnDrop {
-    let mut child = Command::new("python3")
-        .args(["-c", SEEDER, &port.to_string(), work.to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start python3");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "READY", "seeder did not start");
-    child.stdin.as_mut().unwrap().flush().unwrap();
-    KillOnDrop(child)
+/// Writes `payload.bin` (200 000 bytes) and its v1 torrent `t.torrent` (16 KiB pieces) in a
+/// new directory `work`, and seeds them with a libtorrent that forces RC4 both ways.
+fn start_seeder(work: &Path) -> LtPeer {
+    std::fs::create_dir_all(work).unwrap();
+    let data = work.join("payload.bin");
+    std::fs::write(
+        &data,
+        (0..200_000u32)
+            .map(|i| ((i * 7 + 3) % 256) as u8)
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let torrent = work.join("t.torrent");
+    create_torrent(&data, 16384, true, &torrent);
+    LtPeer::start(
+        free_port(),
+        &torrent,
+        work,
+        &LtOptions {
+            seed: true,
+            forced_encryption: true,
+            ..LtOptions::default()
+        },
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,13 +50,14 @@ async fn rain_downloads_a_block_over_rc4_from_libtorrent() {
     ) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _seeder = start_seeder(dir.path(), port);
-    let torrent = std::fs::read(dir.path().join("t.torrent")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    // The seeder's log goes next to its directory: inside the temporary one.
+    let work = tmp.path().join("lt");
+    let seeder = start_seeder(&work);
+    let torrent = std::fs::read(work.join("t.torrent")).unwrap();
     let m = Metainfo::from_bytes(&torrent, &TorrentLimits::default()).unwrap();
-    let payload = std::fs::read(dir.path().join("payload.bin")).unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let payload = std::fs::read(work.join("payload.bin")).unwrap();
+    let addr = seeder.addr;
     let local = Local {
         info_hash: m.info_hash,
         peer_id: PeerId(*b"-RN0010-mse-interop1"),

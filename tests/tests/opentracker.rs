@@ -6,121 +6,25 @@
 //! `RAIN_REQUIRE_INTEROP=1` (the convention of `tests/src/lib.rs`).
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use rain_proto::InfoHash;
 use rain_proto::metainfo::{Limits, Metainfo};
 use rain_proto::rng::Seed;
 use rain_proto::torrent::Status;
-use rain_proto::tracker::{Announce, AnnounceReply, Event, TrackerError};
-use rain_runtime::create::{CreateOptions, create_torrent};
+use rain_proto::tracker::{Announce, AnnounceReply, Event};
 use rain_runtime::net::TokioNet;
-use rain_runtime::session::{AddOptions, Session, SessionConfig};
+use rain_runtime::session::{AddOptions, Session};
 use rain_runtime::tracker_client::{TrackerClient, TrackerConfig};
-use rain_tests::{free_port, require};
+use rain_tests::opentracker::{self, OpenTracker};
+use rain_tests::rain_peer::{loopback_config, make_torrent, payload};
+use rain_tests::require;
 
 /// Bounds every wait on the tracker.
 const BOUND: Duration = Duration::from_secs(10);
 
 const HTTP_HASH: InfoHash = InfoHash([0x11; 20]);
 const UDP_HASH: InfoHash = InfoHash([0x22; 20]);
-/// Announced until the whitelist is loaded (a `stopped` would not tell: it is not checked).
-const PROBE_HASH: InfoHash = InfoHash([0x33; 20]);
-
-fn opentracker_installed() -> bool {
-    Command::new("opentracker")
-        .arg("-h")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
-/// Kills opentracker when the test ends, however it ends.
-struct Tracker {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Tracker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn hex(h: &InfoHash) -> String {
-    h.0.iter().fold(String::new(), |mut s, b| {
-        use std::fmt::Write;
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-/// Starts opentracker serving only our info-hashes (Debian's build whitelists). The
-/// directory holds the whitelist and must outlive the tracker.
-async fn start_tracker(extra: &[InfoHash]) -> (Tracker, tempfile::TempDir) {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    // opentracker chroots into the directory and drops to `nobody` when run as root.
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let wl = dir.path().join("whitelist");
-    let hashes: Vec<String> = [HTTP_HASH, UDP_HASH, PROBE_HASH]
-        .iter()
-        .chain(extra)
-        .map(|h| hex(h) + "\n")
-        .collect();
-    std::fs::write(&wl, hashes.concat()).unwrap();
-    std::fs::set_permissions(&wl, std::fs::Permissions::from_mode(0o644)).unwrap();
-
-    for _ in 0..5 {
-        let port = free_port();
-        let child = Command::new("opentracker")
-            .args([
-                "-i",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-P",
-                &port.to_string(),
-            ])
-            // Relative to the chroot (or working) directory.
-            .args(["-w", "whitelist", "-d"])
-            .arg(dir.path())
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn opentracker");
-        let mut t = Tracker { child, port };
-        if wait_ready(&mut t).await {
-            return (t, dir);
-        }
-    }
-    panic!("opentracker did not start");
-}
-
-/// Waits until the tracker answers an announce for a whitelisted torrent.
-async fn wait_ready(t: &mut Tracker) -> bool {
-    let client = client(9);
-    let url = format!("http://127.0.0.1:{}/announce", t.port);
-    let probe = announce(PROBE_HASH, 9, 9999, 0, Event::Started);
-    let deadline = tokio::time::Instant::now() + BOUND;
-    while tokio::time::Instant::now() < deadline {
-        if let Ok(Some(_)) = t.child.try_wait() {
-            return false; // exited: the port was taken, probably
-        }
-        match client.announce(&url, &probe, None, false).await {
-            Ok(_) => return true,
-            // The whitelist is loaded by a thread shortly after start.
-            Err(TrackerError::Refused { .. } | TrackerError::Transport(_)) => {}
-            Err(e) => panic!("opentracker probe: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
 
 fn client(n: u64) -> TrackerClient<TokioNet> {
     let mut config = TrackerConfig::default();
@@ -192,54 +96,23 @@ async fn opentracker_http_and_udp() {
     if !require(
         "opentracker_http_and_udp",
         "opentracker",
-        opentracker_installed(),
+        opentracker::installed(),
     ) {
         return;
     }
-    let (t, _dir) = start_tracker(&[]).await;
-    two_peers_find_each_other(&format!("http://127.0.0.1:{}/announce", t.port), HTTP_HASH).await;
-    two_peers_find_each_other(&format!("udp://127.0.0.1:{}/announce", t.port), UDP_HASH).await;
+    let t = OpenTracker::start(&[HTTP_HASH, UDP_HASH]).await;
+    two_peers_find_each_other(&t.http_url(), HTTP_HASH).await;
+    two_peers_find_each_other(&t.udp_url(), UDP_HASH).await;
     drop(t);
 }
 
 /// A payload and its torrent (with `tracker` as its only tracker) under `dir/seed/<name>`.
-fn make_torrent(dir: &std::path::Path, name: &str, tracker: Option<&str>) -> (Vec<u8>, Vec<u8>) {
-    let data: Vec<u8> = (0..600_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8 ^ name.len() as u8)
-        .collect();
+fn make_payload(dir: &std::path::Path, name: &str, tracker: Option<&str>) -> (Vec<u8>, Vec<u8>) {
+    let data = payload(600_000, name.len() as u64);
     let file = dir.join("seed").join(name);
     std::fs::create_dir_all(file.parent().unwrap()).unwrap();
     std::fs::write(&file, &data).unwrap();
-    let torrent = create_torrent(&CreateOptions {
-        paths: vec![file],
-        piece_length: Some(32 * 1024),
-        trackers: tracker
-            .map(|t| vec![vec![t.to_owned()]])
-            .unwrap_or_default(),
-        ..CreateOptions::default()
-    })
-    .unwrap();
-    (data, torrent)
-}
-
-fn session_config(dir: &std::path::Path, seed: u64) -> SessionConfig {
-    let ports = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        / 2
-        + 20_000;
-    SessionConfig {
-        database: dir.join("session.db"),
-        data_dir: dir.join("data"),
-        data_dir_includes_torrent_id: false,
-        host: "127.0.0.1".parse().unwrap(),
-        port_begin: ports,
-        port_end: ports + 10,
-        seed: Some(seed),
-        ..SessionConfig::default()
-    }
+    (data, make_torrent(&file, 32 * 1024, tracker))
 }
 
 /// Two rain sessions that know only the tracker URL find each other through opentracker and
@@ -249,7 +122,7 @@ async fn two_rain_sessions_find_each_other_through_opentracker() {
     if !require(
         "two_rain_sessions_find_each_other_through_opentracker",
         "opentracker",
-        opentracker_installed(),
+        opentracker::installed(),
     ) {
         return;
     }
@@ -259,15 +132,17 @@ async fn two_rain_sessions_find_each_other_through_opentracker() {
     let hashes: Vec<InfoHash> = names
         .iter()
         .map(|n| {
-            Metainfo::from_bytes(&make_torrent(tmp.path(), n, None).1, &Limits::default())
+            Metainfo::from_bytes(&make_payload(tmp.path(), n, None).1, &Limits::default())
                 .unwrap()
                 .info_hash
         })
         .collect();
-    let (t, _dir) = start_tracker(&hashes).await;
-    for (name, scheme) in names.iter().zip(["http", "udp"]) {
-        let url = format!("{scheme}://127.0.0.1:{}/announce", t.port);
-        let (data, torrent) = make_torrent(tmp.path(), name, Some(&url));
+    let t = OpenTracker::start(&hashes).await;
+    for (name, (scheme, url)) in names
+        .iter()
+        .zip([("http", t.http_url()), ("udp", t.udp_url())])
+    {
+        let (data, torrent) = make_payload(tmp.path(), name, Some(&url));
         let (dir_a, dir_b) = (
             tmp.path().join(format!("a-{scheme}")),
             tmp.path().join(format!("b-{scheme}")),
@@ -278,7 +153,7 @@ async fn two_rain_sessions_find_each_other_through_opentracker() {
             dir_a.join("data").join(name),
         )
         .unwrap();
-        let a = Session::new(session_config(&dir_a, 1)).await.unwrap();
+        let a = Session::new(loopback_config(&dir_a, 1)).await.unwrap();
         let ta = a
             .add_torrent(&torrent, AddOptions::default())
             .await
@@ -302,7 +177,7 @@ async fn two_rain_sessions_find_each_other_through_opentracker() {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let b = Session::new(session_config(&dir_b, 2)).await.unwrap();
+        let b = Session::new(loopback_config(&dir_b, 2)).await.unwrap();
         let tb = b
             .add_torrent(&torrent, AddOptions::default())
             .await
