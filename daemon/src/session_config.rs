@@ -28,8 +28,15 @@ pub fn session_config(c: &Config) -> Result<SessionConfig, String> {
         disable_outgoing_encryption: c.disable_outgoing_encryption,
         force_outgoing_encryption: c.force_outgoing_encryption,
         force_incoming_encryption: c.force_incoming_encryption,
-        // The runtime has no DHT driver yet; the pure DHT machine exists in proto-core.
-        dht_enabled: false,
+        dht_enabled: c.dht_enabled,
+        dht_host: c
+            .dht_host
+            .parse()
+            .map_err(|_| format!("dht-host: not an IP address: {}", c.dht_host))?,
+        dht_port: c.dht_port,
+        dht_announce_interval: c.dht_announce_interval,
+        dht_min_announce_interval: c.dht_min_announce_interval,
+        dht_bootstrap_nodes: c.dht_bootstrap_nodes.clone(),
         tracker_num_want: c.tracker_num_want,
         tracker_stop_timeout: c.tracker_stop_timeout,
         tracker_http_timeout: c.tracker_http_timeout,
@@ -79,6 +86,8 @@ mod tests {
             tracker_http_private_user_agent: "Private/1".into(),
             webseed_retry_interval: std::time::Duration::from_secs(7),
             webseed_max_downloads: 2,
+            dht_port: 7000,
+            dht_bootstrap_nodes: vec!["127.0.0.1:7001".into()],
             ..Config::default()
         };
         let s = session_config(&c).unwrap();
@@ -86,12 +95,18 @@ mod tests {
             (s.port_begin, s.port_end, s.max_requests_in),
             (40000, 40010, 77)
         );
-        assert!(s.force_outgoing_encryption && !s.dht_enabled && !s.tracker_http_verify_tls);
+        assert!(s.force_outgoing_encryption && s.dht_enabled && !s.tracker_http_verify_tls);
+        assert_eq!(
+            (s.dht_port, &s.dht_bootstrap_nodes[..]),
+            (7000, &["127.0.0.1:7001".to_owned()][..])
+        );
         assert_eq!(s.tracker_http_private_user_agent, "Private/1");
         assert_eq!(
             (s.webseed_retry_interval.as_secs(), s.webseed_max_downloads),
             (7, 2)
         );
+        c.dht_host = "nope".into();
+        assert!(session_config(&c).unwrap_err().starts_with("dht-host"));
         c.host = "not-an-ip".into();
         assert!(session_config(&c).unwrap_err().contains("host"));
     }

@@ -12,6 +12,7 @@
 
 pub mod announce;
 pub mod create;
+pub mod dht;
 pub mod http;
 pub mod net;
 pub mod peer;

@@ -13,6 +13,8 @@ pub trait Network: Clone + Send + Sync + 'static {
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     /// A listening socket.
     type Listener: Listener<Stream = Self::Stream>;
+    /// A bound UDP socket.
+    type Udp: Datagram;
 
     /// Opens a TCP connection.
     fn connect(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Stream>> + Send;
@@ -20,6 +22,22 @@ pub trait Network: Clone + Send + Sync + 'static {
     fn listen(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Listener>> + Send;
     /// Resolves `host:port` to addresses.
     fn resolve(&self, host: &str) -> impl Future<Output = io::Result<Vec<SocketAddr>>> + Send;
+    /// Binds a UDP socket.
+    fn bind_udp(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Udp>> + Send;
+}
+
+/// A bound UDP socket (the DHT's).
+pub trait Datagram: Send + Sync + 'static {
+    /// Sends one datagram.
+    fn send_to(&self, buf: &[u8], to: SocketAddr)
+    -> impl Future<Output = io::Result<usize>> + Send;
+    /// Receives one datagram (truncated to `buf`).
+    fn recv_from(
+        &self,
+        buf: &mut [u8],
+    ) -> impl Future<Output = io::Result<(usize, SocketAddr)>> + Send;
+    /// The bound address.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
 }
 
 /// A listening socket.
@@ -39,6 +57,7 @@ pub struct TokioNet;
 impl Network for TokioNet {
     type Stream = tokio::net::TcpStream;
     type Listener = tokio::net::TcpListener;
+    type Udp = tokio::net::UdpSocket;
 
     async fn connect(&self, addr: SocketAddr) -> io::Result<Self::Stream> {
         let stream = tokio::net::TcpStream::connect(addr).await?;
@@ -53,6 +72,24 @@ impl Network for TokioNet {
 
     async fn resolve(&self, host: &str) -> io::Result<Vec<SocketAddr>> {
         Ok(tokio::net::lookup_host(host).await?.collect())
+    }
+
+    async fn bind_udp(&self, addr: SocketAddr) -> io::Result<Self::Udp> {
+        tokio::net::UdpSocket::bind(addr).await
+    }
+}
+
+impl Datagram for tokio::net::UdpSocket {
+    async fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+        tokio::net::UdpSocket::send_to(self, buf, to).await
+    }
+
+    async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        tokio::net::UdpSocket::recv_from(self, buf).await
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        tokio::net::UdpSocket::local_addr(self)
     }
 }
 

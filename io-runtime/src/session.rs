@@ -23,6 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use rain_proto::InfoHash;
+use rain_proto::dht::DhtConfig;
 use rain_proto::magnet;
 use rain_proto::metainfo::{self, Info, Metainfo};
 use rain_proto::mse::EncryptionPolicy;
@@ -33,6 +34,7 @@ use rain_proto::wire::{Limits, PeerId};
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 
 use crate::announce::Announcer;
+use crate::dht::{DhtHandle, DhtSettings};
 use crate::http::{HttpClient, HttpConfig};
 use crate::net::{Network, TokioNet};
 use crate::peer::Timeouts;
@@ -90,8 +92,19 @@ pub struct SessionConfig {
     pub force_outgoing_encryption: bool,
     /// `force-incoming-encryption`.
     pub force_incoming_encryption: bool,
-    /// `dht-enabled` (the DHT is not wired into the runtime yet; must stay `false`).
+    /// `dht-enabled`: run a DHT node (rain's default is on; this library's is off, so that
+    /// nothing reaches the public bootstrap routers unless asked to).
     pub dht_enabled: bool,
+    /// `dht-host`: the DHT's UDP bind IP.
+    pub dht_host: IpAddr,
+    /// `dht-port`: the DHT's UDP port (0: any), also sent in `port` messages.
+    pub dht_port: u16,
+    /// `dht-announce-interval`: a torrent's DHT lookup period.
+    pub dht_announce_interval: Duration,
+    /// `dht-min-announce-interval`: the period while the torrent needs more peers.
+    pub dht_min_announce_interval: Duration,
+    /// `dht-bootstrap-nodes` (`host:port`).
+    pub dht_bootstrap_nodes: Vec<String>,
     /// `tracker-num-want`.
     pub tracker_num_want: u32,
     /// `tracker-stop-timeout`.
@@ -182,6 +195,11 @@ impl Default for SessionConfig {
             force_outgoing_encryption: false,
             force_incoming_encryption: false,
             dht_enabled: false,
+            dht_host: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            dht_port: 7246,
+            dht_announce_interval: Duration::from_secs(30 * 60),
+            dht_min_announce_interval: Duration::from_secs(60),
+            dht_bootstrap_nodes: Vec::new(),
             tracker_num_want: 200,
             tracker_stop_timeout: Duration::from_secs(5),
             tracker_http_timeout: Duration::from_secs(10),
@@ -510,6 +528,42 @@ impl Session<TokioNet> {
     }
 }
 
+/// The resume-database key of the DHT routing table.
+const DHT_NODES_KEY: &str = "dht-nodes";
+
+/// Starts the session's DHT node from the stored routing table. Fails when the UDP port
+/// cannot be bound (another session holds it).
+async fn start_dht<N: Network>(
+    net: &N,
+    config: &SessionConfig,
+    db: &Arc<ResumeDb>,
+    seed: Seed,
+    epoch: tokio::time::Instant,
+) -> Result<DhtHandle, SessionError> {
+    let saved = {
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || db.session_get(DHT_NODES_KEY))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+    };
+    let settings = DhtSettings {
+        bind: SocketAddr::new(config.dht_host, config.dht_port),
+        bootstrap: config.dht_bootstrap_nodes.clone(),
+        saved_nodes: saved,
+        config: DhtConfig::default(),
+    };
+    DhtHandle::start(net.clone(), settings, seed, epoch)
+        .await
+        .map_err(|e| {
+            SessionError::Io(std::io::Error::new(
+                e.kind(),
+                format!("dht-port {}: {e}", config.dht_port),
+            ))
+        })
+}
+
 fn os_seed() -> Seed {
     let mut s = [0u8; 32];
     let ok = std::fs::File::open("/dev/urandom")
@@ -551,9 +605,6 @@ impl<N: Network> Session<N> {
                 "port-begin must be less than port-end",
             ));
         }
-        if config.dht_enabled {
-            return Err(SessionError::Config("the DHT is not supported yet"));
-        }
         let policy = EncryptionPolicy::from_config(
             config.disable_outgoing_encryption,
             config.force_outgoing_encryption,
@@ -579,9 +630,18 @@ impl<N: Network> Session<N> {
         storage_opts.data_dir_includes_torrent_id = config.data_dir_includes_torrent_id;
         storage_opts.file_permissions = config.file_permissions;
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let epoch = tokio::time::Instant::now();
+        let mut rng = Rng::new(config.seed.map_or_else(os_seed, Seed::from_u64));
+        let dht = if config.dht_enabled {
+            Some(start_dht(&net, &config, &db, rng.child(), epoch).await?)
+        } else {
+            None
+        };
+        let mut torrent_config = config.torrent_config();
+        torrent_config.dht_port = dht.as_ref().map(DhtHandle::port);
         let shared = Arc::new(Shared {
             net,
-            torrent_config: config.torrent_config(),
+            torrent_config,
             storage_opts,
             host: config.host,
             timeouts: Timeouts {
@@ -605,10 +665,14 @@ impl<N: Network> Session<N> {
             webseed: config.webseed_settings(),
             announcer,
             events,
-            epoch: tokio::time::Instant::now(),
+            epoch,
             counters: Counters::default(),
+            dht,
+            dht_intervals: (
+                config.dht_announce_interval,
+                config.dht_min_announce_interval,
+            ),
         });
-        let rng = Rng::new(config.seed.map_or_else(os_seed, Seed::from_u64));
         let mut state = State {
             torrents: BTreeMap::new(),
             free_ports: (config.port_begin..config.port_end).collect(),
@@ -1259,6 +1323,13 @@ impl<N: Network> Session<N> {
         for e in entries {
             let _ = tokio::time::timeout(STOP_TIMEOUT, e.handle.join).await;
         }
+        if let (Some(dht), Ok(db)) = (&self.shared.dht, self.shared.db()) {
+            // The next start bootstraps from the nodes that answered us.
+            if let Some(nodes) = dht.export_nodes().await {
+                let _ = tokio::task::spawn_blocking(move || db.session_put(DHT_NODES_KEY, &nodes))
+                    .await;
+            }
+        }
         let db = self
             .shared
             .db
@@ -1284,6 +1355,16 @@ impl<N: Network> Session<N> {
                 Err(_) => return Err(SessionError::Closed),
             }
         }
+    }
+
+    /// The DHT node's counters (routing table size, lookups…), if the DHT runs.
+    pub async fn dht_stats(&self) -> Option<rain_proto::dht::DhtStats> {
+        self.shared.dht.as_ref()?.stats().await
+    }
+
+    /// The DHT node's UDP port, if the DHT runs.
+    pub fn dht_port(&self) -> Option<u16> {
+        self.shared.dht.as_ref().map(DhtHandle::port)
     }
 
     /// A torrent's webseed sources in `url-list` order (rain's `GetTorrentWebseeds`): URL,

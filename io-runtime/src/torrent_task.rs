@@ -47,6 +47,7 @@ use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::announce::Announcer;
+use crate::dht::DhtHandle;
 use crate::net::{Listener, Network};
 use crate::peer::{self, Local, Timeouts};
 use crate::peer_task::{Registration, run_handshaked};
@@ -105,6 +106,10 @@ pub(crate) struct Shared<N> {
     pub events: broadcast::Sender<SessionEvent>,
     pub epoch: tokio::time::Instant,
     pub counters: Counters,
+    /// The session's DHT node, if it runs.
+    pub dht: Option<DhtHandle>,
+    /// `dht-announce-interval` and `dht-min-announce-interval`.
+    pub dht_intervals: (Duration, Duration),
 }
 
 impl<N> Shared<N> {
@@ -177,6 +182,7 @@ pub(crate) enum Input {
     },
     Verified(Result<Vec<bool>, VerifyError>),
     Webseed(WebseedReport),
+    DhtPeers(Vec<SocketAddr>),
 }
 
 /// Everything a torrent task is created from.
@@ -248,6 +254,8 @@ struct Task<N: Network> {
     dirty: bool,
     verify_requested: bool,
     shutdown: Option<(oneshot::Sender<()>, tokio::time::Instant)>,
+    /// When the next DHT lookup is due (running, DHT on, not private).
+    dht_next: Option<tokio::time::Instant>,
 }
 
 /// Spawns the task of one torrent (stopped; send [`Command::Start`] to start it).
@@ -307,6 +315,7 @@ pub(crate) fn spawn<N: Network>(shared: Arc<Shared<N>>, spec: TaskSpec) -> TaskH
         dirty: false,
         verify_requested: false,
         shutdown: None,
+        dht_next: None,
         shared,
     };
     let join = tokio::spawn(task.run(cmd_rx, inbox_rx));
@@ -397,6 +406,7 @@ impl<N: Network> Task<N> {
                     let now = self.shared.now();
                     self.machine.handle_timeout(now);
                 }
+                () = sleep_until(self.dht_next) => self.dht_lookup(),
                 () = sleep_until(shutdown_deadline) => {
                     self.writes_in_flight = 0;
                     self.phase = Phase::Idle;
@@ -497,6 +507,7 @@ impl<N: Network> Task<N> {
         match &self.phase {
             Phase::Running => {
                 let now = self.shared.now();
+                self.dht_next = None;
                 self.machine.stop(now);
                 if let Some(l) = self.listener.take() {
                     l.abort();
@@ -696,6 +707,11 @@ impl<N: Network> Task<N> {
         let now = self.shared.now();
         self.phase = Phase::Running;
         self.machine.start(now);
+        self.dht_next = self
+            .shared
+            .dht
+            .as_ref()
+            .map(|_| tokio::time::Instant::now());
         // Complete from the start (data already on disk): users hear "complete" as rain's
         // NotifyComplete tells them, so hooks such as on-complete-cmd see it too.
         if self.machine.is_complete() {
@@ -721,7 +737,7 @@ impl<N: Network> Task<N> {
         Local {
             info_hash: self.info_hash,
             peer_id: self.peer_id,
-            reserved: Reserved::rain(false),
+            reserved: Reserved::rain(self.shared.dht.is_some()),
         }
     }
 
@@ -828,6 +844,11 @@ impl<N: Network> Task<N> {
             }
             Input::Webseed(WebseedReport::Failed(request, error)) => {
                 self.machine.handle_webseed_failed(now, request, error);
+            }
+            Input::DhtPeers(peers) => {
+                for a in peers {
+                    self.machine.add_peer_addr(now, a, PeerSource::Dht);
+                }
             }
         }
     }
@@ -1093,8 +1114,35 @@ impl<N: Network> Task<N> {
                     self.begin_verify(false);
                 }
             }
+            TorrentEvent::DhtNode { addr } => {
+                if let Some(dht) = &self.shared.dht {
+                    dht.add_node(addr);
+                }
+            }
             _ => {}
         }
+    }
+
+    /// Asks the DHT for peers (announcing our port), then schedules the next lookup: sooner
+    /// while the torrent runs short of peers. Private torrents never use the DHT (BEP 27).
+    fn dht_lookup(&mut self) {
+        let private = self.machine.info().is_some_and(|i| i.private);
+        let Some(dht) = self.shared.dht.as_ref().filter(|_| !private) else {
+            self.dht_next = None;
+            return;
+        };
+        let inbox = self.inbox_tx.clone();
+        let sink = Box::new(move |peers: Vec<SocketAddr>| {
+            let _ = inbox.try_send(Input::DhtPeers(peers));
+        });
+        dht.get_peers(self.info_hash, Some(self.port), sink);
+        let (normal, short) = self.shared.dht_intervals;
+        let wait = if self.machine.wants_more_peers() {
+            short
+        } else {
+            normal
+        };
+        self.dht_next = Some(tokio::time::Instant::now() + wait);
     }
 
     // ------------------------------------------------------------ resume

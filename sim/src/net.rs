@@ -3,14 +3,14 @@
 //!
 //! Host names are turmoil host names (`"seed0:6881"` resolves through turmoil's DNS). It must
 //! only be used from inside a turmoil host or client: every call reaches the simulated world
-//! of the current thread. UDP (`bind_udp`) is not part of the runtime's trait yet.
+//! of the current thread. UDP ([`TurmoilUdp`]) carries the DHT.
 
 use std::collections::BTreeSet;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use rain_runtime::net::{Listener, Network};
+use rain_runtime::net::{Datagram, Listener, Network};
 
 /// The simulated network of the current turmoil host.
 ///
@@ -67,6 +67,7 @@ impl std::fmt::Debug for TurmoilListener {
 impl Network for TurmoilNet {
     type Stream = turmoil::net::TcpStream;
     type Listener = TurmoilListener;
+    type Udp = TurmoilUdp;
 
     async fn connect(&self, addr: SocketAddr) -> io::Result<Self::Stream> {
         turmoil::net::TcpStream::connect(addr).await
@@ -80,6 +81,35 @@ impl Network for TurmoilNet {
 
     async fn resolve(&self, host: &str) -> io::Result<Vec<SocketAddr>> {
         self.resolve_now(host)
+    }
+
+    async fn bind_udp(&self, addr: SocketAddr) -> io::Result<Self::Udp> {
+        turmoil::net::UdpSocket::bind(addr).await.map(TurmoilUdp)
+    }
+}
+
+/// A UDP socket on the simulated network.
+pub struct TurmoilUdp(turmoil::net::UdpSocket);
+
+impl std::fmt::Debug for TurmoilUdp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("TurmoilUdp")
+            .field(&self.0.local_addr().ok())
+            .finish()
+    }
+}
+
+impl Datagram for TurmoilUdp {
+    async fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+        self.0.send_to(buf, to).await
+    }
+
+    async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.0.recv_from(buf).await
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
     }
 }
 

@@ -67,6 +67,10 @@ pub struct TorrentConfig {
     pub max_queued_events: usize,
     /// Client version sent in the extension handshake (`v`).
     pub client_version: String,
+    /// Our DHT node's UDP port while it runs: sent in `port` to peers that set the DHT bit,
+    /// and their `port` messages reported as [`TorrentEvent::DhtNode`](super::TorrentEvent).
+    /// `None`: no DHT. Private torrents never use it.
+    pub dht_port: Option<u16>,
     /// Picker limits.
     pub picker: PickerConfig,
     /// Choker slots and intervals.
@@ -109,6 +113,7 @@ impl Default for TorrentConfig {
             picker: PickerConfig::default(),
             choker: ChokerConfig::default(),
             address_book: AddressBookConfig::default(),
+            dht_port: None,
             announcer: AnnouncerConfig::default(),
             webseed: WebseedConfig::default(),
         }

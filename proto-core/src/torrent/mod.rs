@@ -414,6 +414,11 @@ pub enum TorrentEvent {
         /// The error that stopped it, if any.
         error: Option<TorrentError>,
     },
+    /// A peer told us its DHT node's address (`port` message; only with `dht_port` set).
+    DhtNode {
+        /// The peer's IP with the port it sent.
+        addr: SocketAddr,
+    },
 }
 
 /// Where a received block came from.
@@ -1270,6 +1275,24 @@ impl Torrent {
             );
         }
         self.send_allowed_fast(now, key);
+        if let Some(port) = self.dht_port()
+            && self.peers.get(&key).is_some_and(|p| p.info.reserved.dht())
+        {
+            self.send(now, key, Message::Port(port));
+        }
+    }
+
+    /// Our DHT port, unless the DHT is off or the torrent is private (BEP 27).
+    fn dht_port(&self) -> Option<u16> {
+        self.config
+            .dht_port
+            .filter(|_| !self.info.as_ref().is_some_and(|i| i.private))
+    }
+
+    /// True while the torrent is downloading and has run out of addresses to dial: the
+    /// DHT should look again at its shorter interval (rain's `dht-min-announce-interval`).
+    pub fn wants_more_peers(&self) -> bool {
+        self.running && self.status != Status::Seeding && self.needs_peers
     }
 
     /// Sends the BEP 6 allowed-fast set once (fast IPv4 peers, metadata known).
@@ -1394,7 +1417,13 @@ impl Torrent {
             return;
         }
         match message {
-            Message::KeepAlive | Message::Port(_) | Message::Suggest(_) => {}
+            Message::Port(port) => {
+                let addr = SocketAddr::new(peer.info.addr.ip(), port);
+                if port != 0 && self.dht_port().is_some() {
+                    self.event(TorrentEvent::DhtNode { addr });
+                }
+            }
+            Message::KeepAlive | Message::Suggest(_) => {}
             Message::Choke => self.on_choke(now, key),
             Message::Unchoke => {
                 peer.peer_choking = false;

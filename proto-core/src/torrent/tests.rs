@@ -952,3 +952,39 @@ fn a_block_served_once_is_served_again_when_asked_again() {
         );
     }
 }
+
+#[test]
+fn dht_port_is_exchanged_only_when_the_dht_runs_and_the_torrent_is_public() {
+    for (dht_port, private) in [(Some(7246u16), false), (None, false), (Some(7246), true)] {
+        let mut tt = TestTorrent::generate(4, 128 * 1024, 128 * 1024, false);
+        tt.info.private = private;
+        let config = TorrentConfig {
+            dht_port,
+            ..TorrentConfig::default()
+        };
+        let mut s = Solo::new(Role::Leecher, tt, config);
+        let k =
+            s.t.handle_peer_connected(
+                s.now,
+                PeerInfo {
+                    addr: SocketAddr::from(([10, 9, 0, 1], 7000)),
+                    direction: Direction::Incoming,
+                    peer_id: PeerId([b'P'; 20]),
+                    reserved: wire::Reserved::default().with_fast(true).with_dht(true),
+                    encrypted: false,
+                },
+            )
+            .unwrap();
+        s.drain();
+        let works = dht_port.is_some() && !private;
+        let sent_port = Solo::sent(&s.take(), k).contains(&Message::Port(7246));
+        assert_eq!(sent_port, works, "{dht_port:?} private={private}");
+        s.msg(k, Message::Port(6999));
+        let heard = s.events.iter().any(|e| {
+            *e == TorrentEvent::DhtNode {
+                addr: SocketAddr::from(([10, 9, 0, 1], 6999)),
+            }
+        });
+        assert_eq!(heard, works, "{dht_port:?} private={private}");
+    }
+}
