@@ -37,6 +37,8 @@ pub fn session_config(c: &Config) -> Result<SessionConfig, String> {
         dht_announce_interval: c.dht_announce_interval,
         dht_min_announce_interval: c.dht_min_announce_interval,
         dht_bootstrap_nodes: c.dht_bootstrap_nodes.clone(),
+        speed_limit_download: u32::try_from(c.speed_limit_download).unwrap_or(u32::MAX),
+        speed_limit_upload: u32::try_from(c.speed_limit_upload).unwrap_or(u32::MAX),
         tracker_num_want: c.tracker_num_want,
         tracker_stop_timeout: c.tracker_stop_timeout,
         tracker_http_timeout: c.tracker_http_timeout,
@@ -87,6 +89,8 @@ mod tests {
             webseed_retry_interval: std::time::Duration::from_secs(7),
             webseed_max_downloads: 2,
             dht_port: 7000,
+            speed_limit_download: 300,
+            speed_limit_upload: 200,
             dht_bootstrap_nodes: vec!["127.0.0.1:7001".into()],
             ..Config::default()
         };
@@ -105,6 +109,7 @@ mod tests {
             (s.webseed_retry_interval.as_secs(), s.webseed_max_downloads),
             (7, 2)
         );
+        assert_eq!((s.speed_limit_download, s.speed_limit_upload), (300, 200));
         c.dht_host = "nope".into();
         assert!(session_config(&c).unwrap_err().starts_with("dht-host"));
         c.host = "not-an-ip".into();

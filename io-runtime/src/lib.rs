@@ -17,6 +17,7 @@ pub mod http;
 pub mod net;
 pub mod peer;
 mod peer_task;
+pub mod rate_limit;
 pub mod resume;
 pub mod session;
 pub mod storage;

@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::peer::Connection;
+use crate::rate_limit::{SpeedLimits, charge};
 use crate::torrent_task::Input;
 
 /// Most queued messages encoded into one socket write.
@@ -22,12 +23,14 @@ pub const MAX_WRITE_BATCH: usize = 64;
 pub(crate) type Registration = Option<(PeerKey, mpsc::Receiver<Message>)>;
 
 /// Registers a handshaked connection with the torrent task, then runs it until either side
-/// closes it.
+/// closes it. Piece data is charged to the session's speed limits: received blocks before
+/// the next read, sent ones before the write.
 pub(crate) async fn run_handshaked<S>(
     mut conn: Connection<S>,
     addr: SocketAddr,
     direction: Direction,
     inbox: mpsc::Sender<Input>,
+    speed: SpeedLimits,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -53,6 +56,9 @@ pub(crate) async fn run_handshaked<S>(
                     let _ = inbox.send(Input::Closed(key)).await;
                     return;
                 };
+                if let Message::Piece { data, .. } = &message {
+                    charge(speed.download.as_deref(), data.len()).await;
+                }
                 if inbox.send(Input::Message(key, message)).await.is_err() {
                     return;
                 }
@@ -68,6 +74,14 @@ pub(crate) async fn run_handshaked<S>(
                         Err(_) => break,
                     }
                 }
+                let piece_bytes = batch
+                    .iter()
+                    .map(|m| match m {
+                        Message::Piece { data, .. } => data.len(),
+                        _ => 0,
+                    })
+                    .sum();
+                charge(speed.upload.as_deref(), piece_bytes).await;
                 if conn.send(&batch).await.is_err() {
                     let _ = inbox.send(Input::Closed(key)).await;
                     return;

@@ -38,6 +38,7 @@ use crate::dht::{DhtHandle, DhtSettings};
 use crate::http::{HttpClient, HttpConfig};
 use crate::net::{Network, TokioNet};
 use crate::peer::Timeouts;
+use crate::rate_limit::SpeedLimits;
 use crate::resume::{
     LastShutdown, Progress, ResumeDb, ResumeDbOptions, ResumeError, TorrentRecord,
 };
@@ -105,6 +106,10 @@ pub struct SessionConfig {
     pub dht_min_announce_interval: Duration,
     /// `dht-bootstrap-nodes` (`host:port`).
     pub dht_bootstrap_nodes: Vec<String>,
+    /// `speed-limit-download`: KiB/s for the whole session, 0 = unlimited.
+    pub speed_limit_download: u32,
+    /// `speed-limit-upload`: KiB/s for the whole session, 0 = unlimited.
+    pub speed_limit_upload: u32,
     /// `tracker-num-want`.
     pub tracker_num_want: u32,
     /// `tracker-stop-timeout`.
@@ -200,6 +205,8 @@ impl Default for SessionConfig {
             dht_announce_interval: Duration::from_secs(30 * 60),
             dht_min_announce_interval: Duration::from_secs(60),
             dht_bootstrap_nodes: Vec::new(),
+            speed_limit_download: 0,
+            speed_limit_upload: 0,
             tracker_num_want: 200,
             tracker_stop_timeout: Duration::from_secs(5),
             tracker_http_timeout: Duration::from_secs(10),
@@ -672,6 +679,7 @@ impl<N: Network> Session<N> {
                 config.dht_announce_interval,
                 config.dht_min_announce_interval,
             ),
+            speed: SpeedLimits::from_kib(config.speed_limit_download, config.speed_limit_upload),
         });
         let mut state = State {
             torrents: BTreeMap::new(),

@@ -51,6 +51,7 @@ use crate::dht::DhtHandle;
 use crate::net::{Listener, Network};
 use crate::peer::{self, Local, Timeouts};
 use crate::peer_task::{Registration, run_handshaked};
+use crate::rate_limit::SpeedLimits;
 use crate::resume::{Progress, ResumeDb, pack_bitfield, unpack_bitfield};
 use crate::session::{SessionError, SessionEvent, TorrentStats};
 use crate::storage::{FileCache, FileStorage, FileStorageOptions, Storage};
@@ -110,6 +111,8 @@ pub(crate) struct Shared<N> {
     pub dht: Option<DhtHandle>,
     /// `dht-announce-interval` and `dht-min-announce-interval`.
     pub dht_intervals: (Duration, Duration),
+    /// `speed-limit-download` and `speed-limit-upload`.
+    pub speed: SpeedLimits,
 }
 
 impl<N> Shared<N> {
@@ -294,7 +297,11 @@ pub(crate) fn spawn<N: Network>(shared: Arc<Shared<N>>, spec: TaskSpec) -> TaskH
         port: spec.port,
         peer_id: spec.peer_id,
         trackers: spec.trackers,
-        webseeds: WebseedRunner::new(shared.net.clone(), shared.webseed),
+        webseeds: WebseedRunner::new(
+            shared.net.clone(),
+            shared.webseed,
+            shared.speed.download.clone(),
+        ),
         webseed_urls: spec.webseeds,
         fixed_peers: spec.fixed_peers,
         pending_peers: Vec::new(),
@@ -781,10 +788,17 @@ impl<N: Network> Task<N> {
                     )
                     .await;
                     drop(permit);
+                    let shared_speed = shared.speed.clone();
                     drop(shared);
                     if let Ok(conn) = conn {
-                        run_handshaked(conn, from, rain_proto::torrent::Direction::Incoming, inbox)
-                            .await;
+                        run_handshaked(
+                            conn,
+                            from,
+                            rain_proto::torrent::Direction::Incoming,
+                            inbox,
+                            shared_speed,
+                        )
+                        .await;
                     }
                 });
             }
@@ -953,11 +967,18 @@ impl<N: Network> Task<N> {
             )
             .await;
             drop(permit);
+            let speed = shared.speed.clone();
             drop(shared);
             match conn {
                 Ok(conn) => {
-                    run_handshaked(conn, addr, rain_proto::torrent::Direction::Outgoing, inbox)
-                        .await;
+                    run_handshaked(
+                        conn,
+                        addr,
+                        rain_proto::torrent::Direction::Outgoing,
+                        inbox,
+                        speed,
+                    )
+                    .await;
                 }
                 Err(_) => {
                     let _ = inbox.send(Input::DialFailed(addr)).await;

@@ -18,11 +18,11 @@
 //! - Cancelled requests are aborted; a torrent task dropping its request runner aborts all
 //!   of its requests.
 //!
-//! There is no download rate limit in the runtime yet; when the session-wide bucket
-//! (`speed-limit-download`) exists it is to be charged before each chunk is delivered, like
-//! peer blocks.
+//! - The session's download limit (`speed-limit-download`) is charged for each chunk before
+//!   it is delivered, as for peer blocks.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rain_proto::webseed::{RequestId, WebseedError, WebseedRequest};
@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 
 use crate::http::{HttpClient, HttpConfig, HttpError, StreamTimeouts};
 use crate::net::Network;
+use crate::rate_limit::{RateLimiter, charge};
 use crate::torrent_task::Input;
 
 pub use rain_proto::webseed::{SourceState, WebseedStatus};
@@ -83,6 +84,7 @@ pub(crate) enum Report {
 pub(crate) struct Runner<N: Network> {
     net: N,
     settings: WebseedSettings,
+    download_limit: Option<Arc<RateLimiter>>,
     client: Option<HttpClient<N>>,
     running: BTreeMap<RequestId, JoinHandle<()>>,
 }
@@ -98,10 +100,15 @@ impl<N: Network> std::fmt::Debug for Runner<N> {
 
 impl<N: Network> Runner<N> {
     /// No request running yet; the HTTP client is built at the first request.
-    pub fn new(net: N, settings: WebseedSettings) -> Self {
+    pub fn new(
+        net: N,
+        settings: WebseedSettings,
+        download_limit: Option<Arc<RateLimiter>>,
+    ) -> Self {
         Runner {
             net,
             settings,
+            download_limit,
             client: None,
             running: BTreeMap::new(),
         }
@@ -126,8 +133,9 @@ impl<N: Network> Runner<N> {
             .clone();
         let timeouts = self.settings.timeouts;
         let id = request.id;
+        let limit = self.download_limit.clone();
         let task = tokio::spawn(async move {
-            if let Err(e) = fetch(&client, timeouts, &request, &inbox).await {
+            if let Err(e) = fetch(&client, timeouts, &request, &inbox, limit.as_deref()).await {
                 let _ = inbox
                     .send(Input::Webseed(Report::Failed(request.id, e)))
                     .await;
@@ -163,6 +171,7 @@ async fn fetch<N: Network>(
     timeouts: StreamTimeouts,
     req: &WebseedRequest,
     inbox: &mpsc::Sender<Input>,
+    limit: Option<&RateLimiter>,
 ) -> Result<(), WebseedError> {
     let range = req.range_header();
     let mut resp = client
@@ -203,6 +212,7 @@ async fn fetch<N: Network>(
             chunk.truncate(left as usize);
         }
         left -= chunk.len() as u64;
+        charge(limit, chunk.len()).await;
         let Ok(permit) = credit.clone().acquire_owned().await else {
             return Ok(());
         };
