@@ -13,9 +13,10 @@
 //!   failures it is dropped.
 //! - [`AddressBook::defer`] parks an address without counting a failure (its IP is
 //!   connected already, or its connection ended and it may be dialled again later).
-//! - Refused on entry: port 0, our own address (our external IP or loopback, with our port;
-//!   another port on our IP is another client behind the same address), banned IPs ([`AddressBook::ban`], per torrent, at most `max_banned`) and IPs
-//!   in the blocklist passed to [`AddressBook::add`].
+//! - Refused on entry: port 0; unspecified, multicast and broadcast IPs; our own address
+//!   (our external IP or loopback, with our port; another port on our IP is another client
+//!   behind the same address); banned IPs ([`AddressBook::ban`], per torrent, at most
+//!   `max_banned`); IPs in the blocklist passed to [`AddressBook::add`].
 //!
 //! Time only enters as `now`; [`AddressBook::poll_timeout`] is the next backoff expiry.
 //! Every operation is O(log n).
@@ -106,6 +107,11 @@ pub fn bep40_priority(a: SocketAddr, b: SocketAddr) -> u32 {
     crc_sorted(&and(x, mask), &and(y, mask))
 }
 
+/// True for an address a single peer can listen on.
+fn is_unicast(ip: IpAddr) -> bool {
+    !ip.is_unspecified() && !ip.is_multicast() && !matches!(ip, IpAddr::V4(v4) if v4.is_broadcast())
+}
+
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(a) => a.to_ipv4_mapped().map_or(ip, IpAddr::V4),
@@ -177,7 +183,8 @@ pub enum AddOutcome {
 /// Why an address was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectReason {
-    /// Port 0 or an unspecified IP.
+    /// Port 0, or an IP no peer can have: unspecified, multicast or broadcast (a PEX or
+    /// tracker list must not turn us into a flood source toward a group address).
     Invalid,
     /// Our own address.
     Ours,
@@ -275,7 +282,7 @@ impl AddressBook {
         blocklist: Option<&Blocklist>,
     ) -> AddOutcome {
         let ip = canonical(addr.ip());
-        if addr.port() == 0 || ip.is_unspecified() {
+        if addr.port() == 0 || !is_unicast(ip) {
             return AddOutcome::Rejected(RejectReason::Invalid);
         }
         if self.is_ours(addr) {
@@ -592,10 +599,21 @@ mod tests {
         )
         .unwrap();
         let r = |b: &mut AddressBook, a: &str| b.add(sa(a), PeerSource::Pex, Some(&bl));
-        assert_eq!(
-            r(&mut b, "1.1.1.1:0"),
-            AddOutcome::Rejected(RejectReason::Invalid)
-        );
+        for bad in [
+            "1.1.1.1:0",
+            "0.0.0.0:1",
+            "224.0.0.1:6881",
+            "239.255.255.250:1900",
+            "255.255.255.255:6881",
+            "[ff02::1]:6881",
+            "[::]:6881",
+        ] {
+            assert_eq!(
+                r(&mut b, bad),
+                AddOutcome::Rejected(RejectReason::Invalid),
+                "{bad}"
+            );
+        }
         assert_eq!(
             r(&mut b, "98.76.54.32:6881"),
             AddOutcome::Rejected(RejectReason::Ours)

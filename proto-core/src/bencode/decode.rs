@@ -10,6 +10,10 @@ pub struct Limits {
     pub max_size: usize,
     /// Reject non-canonical dictionaries (unsorted or duplicate keys).
     pub strict: bool,
+    /// Most values (integers, strings, lists, dictionaries) in one document: each becomes a
+    /// heap node many times the size of its 2-byte encoding, so the size limit alone would let
+    /// a small input claim a lot of memory.
+    pub max_tokens: usize,
 }
 
 impl Limits {
@@ -17,6 +21,8 @@ impl Limits {
     pub const DEFAULT_MAX_DEPTH: usize = 64;
     /// Default size limit (the default `max-metadata-size`, 30 MiB).
     pub const DEFAULT_MAX_SIZE: usize = 30 * 1024 * 1024;
+    /// Default value-count limit: a torrent of 100 000 files needs about 600 000.
+    pub const DEFAULT_MAX_TOKENS: usize = 1 << 20;
 
     /// Lenient decoding with the default limits.
     pub const fn lenient() -> Self {
@@ -24,6 +30,7 @@ impl Limits {
             max_depth: Self::DEFAULT_MAX_DEPTH,
             max_size: Self::DEFAULT_MAX_SIZE,
             strict: false,
+            max_tokens: Self::DEFAULT_MAX_TOKENS,
         }
     }
 
@@ -68,6 +75,9 @@ pub enum ErrorKind {
     /// The input is larger than [`Limits::max_size`].
     #[error("input larger than the limit")]
     TooLarge,
+    /// The input holds more values than [`Limits::max_tokens`].
+    #[error("more values than the limit")]
+    TooManyTokens,
     /// An integer outside the `i64` range.
     #[error("integer out of range")]
     IntegerOverflow,
@@ -131,6 +141,7 @@ struct Decoder<'a, 'l> {
     input: &'a [u8],
     pos: usize,
     limits: &'l Limits,
+    tokens: usize,
 }
 
 impl<'a, 'l> Decoder<'a, 'l> {
@@ -145,6 +156,7 @@ impl<'a, 'l> Decoder<'a, 'l> {
             input,
             pos: 0,
             limits,
+            tokens: 0,
         })
     }
 
@@ -164,6 +176,10 @@ impl<'a, 'l> Decoder<'a, 'l> {
 
     fn value(&mut self, depth: usize) -> Result<Value<'a>, Error> {
         let start = self.pos;
+        self.tokens += 1;
+        if self.tokens > self.limits.max_tokens {
+            return Err(self.err(ErrorKind::TooManyTokens));
+        }
         let kind = match self.peek()? {
             b'i' => {
                 self.pos += 1;

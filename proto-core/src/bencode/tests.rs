@@ -249,3 +249,26 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn token_bombs_stop_at_the_token_limit() {
+    // 400 000 empty strings: 800 KB of input that would become 400 000 heap values.
+    let mut bomb = b"l".to_vec();
+    for _ in 0..400_000 {
+        bomb.extend_from_slice(b"0:");
+    }
+    bomb.push(b'e');
+    let limits = Limits {
+        max_tokens: 100_000,
+        ..Limits::lenient()
+    };
+    assert_eq!(kind_of(&bomb, &limits), ErrorKind::TooManyTokens);
+    let exact = Limits {
+        max_tokens: 400_001,
+        ..Limits::lenient()
+    };
+    assert!(
+        decode(&bomb, &exact).is_ok(),
+        "the list and its items fit exactly"
+    );
+}

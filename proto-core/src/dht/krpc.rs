@@ -233,6 +233,7 @@ fn limits() -> Limits {
         max_depth: MAX_DEPTH,
         max_size: MAX_DATAGRAM,
         strict: false,
+        max_tokens: bencode::Limits::DEFAULT_MAX_TOKENS,
     }
 }
 

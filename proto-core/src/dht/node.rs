@@ -582,6 +582,7 @@ impl Dht {
             max_depth: 2,
             max_size: 1 << 20,
             strict: false,
+            max_tokens: bencode::Limits::DEFAULT_MAX_TOKENS,
         };
         let v = bencode::decode(bytes, &limits).map_err(|_| DhtError::InvalidNodeList)?;
         let id: [u8; 20] = v

@@ -108,6 +108,7 @@ impl ExtHandshake {
             max_depth: 8,
             max_size: limits.max_len,
             strict: false,
+            max_tokens: bencode::Limits::DEFAULT_MAX_TOKENS,
         };
         let root = bencode::decode(payload, &blimits)?;
         let Kind::Dict(dict) = root.kind() else {

@@ -76,6 +76,7 @@ impl MetadataMessage {
             max_depth: 4,
             max_size: payload.len(),
             strict: false,
+            max_tokens: bencode::Limits::DEFAULT_MAX_TOKENS,
         };
         let (dict, used) = match bencode::decode_prefix(payload, &limits) {
             Decode::Complete { value, used } => (value, used),

@@ -137,6 +137,7 @@ impl PexMessage {
             max_depth: 4,
             max_size: limits.max_len,
             strict: false,
+            max_tokens: bencode::Limits::DEFAULT_MAX_TOKENS,
         };
         let root = bencode::decode(payload, &blimits)?;
         if root.as_dict().is_none() {

@@ -219,6 +219,15 @@ pub enum Error {
     /// A path with no usable component.
     #[error("empty file path")]
     EmptyPath,
+    /// A path deeper than [`path::MAX_PATH_COMPONENTS`] or longer than
+    /// [`path::MAX_PATH_BYTES`].
+    #[error("file path too long ({components} components, {bytes} bytes)")]
+    PathTooLong {
+        /// Components after sanitising.
+        components: usize,
+        /// Bytes of the components joined with `/`.
+        bytes: usize,
+    },
     /// Two files with the same path, or a file where another needs a directory.
     #[error("duplicate file path: {0}")]
     DuplicatePath(String),

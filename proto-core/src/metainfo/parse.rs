@@ -18,6 +18,7 @@ impl Metainfo {
             max_depth: limits.max_depth,
             max_size: limits.max_torrent_size,
             strict: false,
+            max_tokens: bencode::Limits::DEFAULT_MAX_TOKENS,
         };
         let root = bencode::decode(data, &blimits)?;
         if root.as_dict().is_none() {
@@ -54,6 +55,7 @@ impl Info {
             max_depth: limits.max_depth,
             max_size: limits.max_torrent_size,
             strict: false,
+            max_tokens: bencode::Limits::DEFAULT_MAX_TOKENS,
         };
         let value = bencode::decode(info_bytes, &blimits)?;
         Info::from_value(&value, InfoHash::of(info_bytes), limits)

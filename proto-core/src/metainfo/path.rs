@@ -7,15 +7,33 @@
 //!    only be an attempt to escape, and renaming it would still put data somewhere unexpected.
 //! 3. Empty components and `.` are dropped; a path left with no component is refused.
 //! 4. `/` and `\` inside a component become `_`, so a component can neither be absolute nor
-//!    smuggle in more directories; NUL and other control characters become `_` too.
+//!    smuggle in more directories; NUL and other control characters become `_` too, and so do
+//!    the invisible format characters that spoof names (bidi overrides such as U+202E, which
+//!    shows `exe.txt` for `txt.exe`, zero-width spaces and joiners, the BOM).
 //! 5. A component longer than 255 bytes is cut to 255, keeping its extension (rain's rule).
-//! 6. Two files with the same final path, or a file whose path is a directory another file
+//! 6. A path of more than [`MAX_PATH_COMPONENTS`] components or [`MAX_PATH_BYTES`] bytes is
+//!    refused: it could not be created under a data directory within the OS's `PATH_MAX`.
+//! 7. Two files with the same final path, or a file whose path is a directory another file
 //!    needs, refuse the torrent. Padding files (BEP 47) are exempt: they are never written.
 
 use super::Error;
 
 /// Longest file-name component on common file systems.
 pub const MAX_COMPONENT_BYTES: usize = 255;
+/// Most components (directory depth plus the file name) in one file's path.
+pub const MAX_PATH_COMPONENTS: usize = 100;
+/// Longest relative path in bytes (components joined by `/`): Linux's `PATH_MAX` of 4096
+/// less room for the data directory.
+pub const MAX_PATH_BYTES: usize = 3072;
+
+/// Invisible characters that change how a name is displayed: bidi embeddings, overrides and
+/// isolates, the Arabic letter mark, zero-width spaces and joiners, and the BOM.
+fn is_spoofing_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}'
+    )
+}
 
 /// Sanitises one component by rules 1, 2, 4 and 5. Returns `Ok(None)` for a component that is
 /// dropped (rule 3).
@@ -30,7 +48,7 @@ pub fn sanitize_component(raw: &[u8]) -> Result<Option<String>, Error> {
     let cleaned: String = text
         .chars()
         .map(|c| {
-            if c == '/' || c == '\\' || c.is_control() {
+            if c == '/' || c == '\\' || c.is_control() || is_spoofing_format(c) {
                 '_'
             } else {
                 c
@@ -55,6 +73,13 @@ pub fn sanitize_path<'a>(
     }
     if out.is_empty() {
         return Err(Error::EmptyPath);
+    }
+    let bytes = out.iter().map(String::len).sum::<usize>() + out.len() - 1;
+    if out.len() > MAX_PATH_COMPONENTS || bytes > MAX_PATH_BYTES {
+        return Err(Error::PathTooLong {
+            components: out.len(),
+            bytes,
+        });
     }
     Ok(out)
 }
@@ -128,6 +153,49 @@ mod tests {
         let wide = "é".repeat(200); // 400 bytes
         let cut = sanitize_component(wide.as_bytes()).unwrap().unwrap();
         assert!(cut.len() <= 255 && cut.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn spoofing_format_characters_are_replaced() {
+        // "invoice\u{202E}fdp.exe" displays as "invoiceexe.pdf".
+        let c = sanitize_component("invoice\u{202E}fdp.exe".as_bytes())
+            .unwrap()
+            .unwrap();
+        assert_eq!(c, "invoice_fdp.exe");
+        for ch in ['\u{200B}', '\u{200D}', '\u{2066}', '\u{FEFF}', '\u{061C}'] {
+            let c = sanitize_component(format!("a{ch}b").as_bytes())
+                .unwrap()
+                .unwrap();
+            assert_eq!(c, "a_b", "{ch:?}");
+        }
+        // Ordinary non-ASCII text is kept.
+        let c = sanitize_component("Café – ünïcödé 日本".as_bytes())
+            .unwrap()
+            .unwrap();
+        assert_eq!(c, "Café – ünïcödé 日本");
+    }
+
+    #[test]
+    fn too_deep_or_too_long_paths_are_refused() {
+        let deep: Vec<&[u8]> = vec![b"d"; MAX_PATH_COMPONENTS];
+        assert!(sanitize_path(deep.iter().copied()).is_ok());
+        let deeper: Vec<&[u8]> = vec![b"d"; MAX_PATH_COMPONENTS + 1];
+        assert!(matches!(
+            sanitize_path(deeper.iter().copied()),
+            Err(Error::PathTooLong {
+                components: 101,
+                ..
+            })
+        ));
+        let long = vec![b'x'; 255];
+        let parts: Vec<&[u8]> = vec![&long[..]; 13]; // 13 * 256 - 1 bytes
+        assert!(matches!(
+            sanitize_path(parts.iter().copied()),
+            Err(Error::PathTooLong {
+                components: 13,
+                bytes: 3327
+            })
+        ));
     }
 
     #[test]

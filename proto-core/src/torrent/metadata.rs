@@ -18,8 +18,9 @@
 //!   allowed-fast sets and PEX start, and downloading begins (or the torrent stops if
 //!   `stop_after_metadata`).
 //! - Serving: a request from a peer that sent an extension handshake with `ut_metadata` gets
-//!   the piece (a slice of the info bytes, no copy) or a `reject` when we lack the metadata
-//!   or the piece is out of range.
+//!   the piece (a slice of the info bytes, no copy) or a `reject` when we lack the metadata,
+//!   the piece is out of range, or the peer already got [`METADATA_SERVES_PER_PIECE`] times
+//!   the metadata's piece count from us on this connection.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -28,6 +29,10 @@ use bytes::Bytes;
 
 use super::peer::PendingHave;
 use super::{Torrent, TorrentError, TorrentEvent, Violation};
+
+/// Metadata pieces served to one connection, per piece of the metadata: each once, and once
+/// more after a hash failure.
+pub const METADATA_SERVES_PER_PIECE: u32 = 2;
 use crate::bitfield::Bitfield;
 use crate::extension::{MetadataAssembler, MetadataFault, MetadataMessage, name, ut_metadata};
 use crate::metainfo::{self, Info};
@@ -186,7 +191,17 @@ impl Torrent {
         };
         match m {
             MetadataMessage::Request { piece } => {
+                let served = p.metadata_served;
                 let reply = match &self.info_bytes {
+                    // A peer needs each piece once, twice after a hash failure; more is an
+                    // upload flood of 16 KiB answers to 30-byte requests.
+                    Some(info)
+                        if served
+                            >= ut_metadata::piece_count(info.len())
+                                .saturating_mul(METADATA_SERVES_PER_PIECE) =>
+                    {
+                        MetadataMessage::Reject { piece }
+                    }
                     Some(info) => match ut_metadata::piece_of(info, piece) {
                         Some(slice) => {
                             let start = piece as usize * ut_metadata::PIECE_LEN;
@@ -200,6 +215,11 @@ impl Torrent {
                     },
                     None => MetadataMessage::Reject { piece },
                 };
+                if matches!(reply, MetadataMessage::Data { .. })
+                    && let Some(p) = self.peers.get_mut(&key)
+                {
+                    p.metadata_served += 1;
+                }
                 let mut out = Vec::new();
                 reply.encode(&mut out);
                 self.send(

@@ -113,6 +113,8 @@ pub(super) struct Peer {
     pub metadata_snub_at: Option<Instant>,
     /// Metadata source snubbed.
     pub metadata_snubbed: bool,
+    /// ut_metadata pieces we sent it (bounded by `METADATA_SERVES_PER_PIECE`).
+    pub metadata_served: u32,
 }
 
 impl Peer {
@@ -146,6 +148,7 @@ impl Peer {
             metadata_source: false,
             metadata_snub_at: None,
             metadata_snubbed: false,
+            metadata_served: 0,
         }
     }
 

@@ -988,3 +988,37 @@ fn dht_port_is_exchanged_only_when_the_dht_runs_and_the_torrent_is_public() {
         assert_eq!(heard, works, "{dht_port:?} private={private}");
     }
 }
+
+#[test]
+fn metadata_serving_is_capped_per_connection() {
+    let tt = TestTorrent::generate(6, 128 * 1024, 128 * 1024, false);
+    let pieces = extension::ut_metadata::piece_count(tt.info_bytes.len());
+    let mut s = Solo::new(Role::Seeder, tt, TorrentConfig::default());
+    let p = s.connect(1, true, true);
+    s.msg(p, ext_handshake(None));
+    s.take();
+    let (mut data, mut rejects) = (0, 0);
+    for _ in 0..50 {
+        let mut payload = Vec::new();
+        MetadataMessage::Request { piece: 0 }.encode(&mut payload);
+        s.msg(
+            p,
+            Message::Extended {
+                id: extension::id::UT_METADATA,
+                payload: Bytes::from(payload),
+            },
+        );
+        for m in Solo::sent(&s.take(), p) {
+            if let Message::Extended { id: 3, payload } = m {
+                match MetadataMessage::decode(&payload) {
+                    Ok(MetadataMessage::Data { .. }) => data += 1,
+                    Ok(MetadataMessage::Reject { .. }) => rejects += 1,
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+    }
+    let cap = pieces * super::metadata::METADATA_SERVES_PER_PIECE;
+    assert_eq!(data, cap);
+    assert_eq!(rejects, 50 - cap);
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{
     AnnounceReply, DEFAULT_INTERVAL, Event, MAX_PEERS_PER_REPLY, ScrapeStats, TrackerError,
-    clamp_interval, parse_compact_peers,
+    clamp_interval, parse_compact_peers, tracker_message,
 };
 use crate::InfoHash;
 use crate::bencode::{self, Value};
@@ -82,6 +82,7 @@ fn decode_reply(body: &[u8]) -> Result<Value<'_>, TrackerError> {
         max_depth: MAX_REPLY_DEPTH,
         max_size: body.len(),
         strict: false,
+        max_tokens: bencode::Limits::DEFAULT_MAX_TOKENS,
     };
     let value =
         bencode::decode(body, &limits).map_err(|e| TrackerError::InvalidResponse(e.to_string()))?;
@@ -105,10 +106,9 @@ fn reply_dict(status: u16, body: &[u8]) -> Result<Value<'_>, TrackerError> {
     }
 }
 
+/// A human-readable message (`failure reason`, `warning message`), cleaned and capped.
 fn text(v: &Value<'_>, key: &[u8]) -> Option<String> {
-    v.get(key)
-        .and_then(Value::as_bytes)
-        .map(|b| String::from_utf8_lossy(b).into_owned())
+    v.get(key).and_then(Value::as_bytes).map(tracker_message)
 }
 
 fn seconds(v: &Value<'_>, key: &[u8]) -> Option<Duration> {
@@ -320,6 +320,29 @@ mod tests {
         let r = parse_announce(200, &dicts).unwrap();
         assert_eq!(r.peers, ["1.2.3.4:5".parse().unwrap()]);
         assert_eq!(r.interval, DEFAULT_INTERVAL);
+    }
+
+    #[test]
+    fn messages_are_capped_and_stripped_of_control_characters() {
+        use super::super::MAX_MESSAGE_CHARS;
+        let evil = format!("\x1b]0;owned\x07{}\r\n", "z".repeat(100_000));
+        let body = Item::dict()
+            .with("failure reason", evil.as_str())
+            .to_bytes();
+        let Err(TrackerError::Refused { reason, .. }) = parse_announce(200, &body) else {
+            panic!("not a refusal");
+        };
+        assert_eq!(reason.chars().count(), MAX_MESSAGE_CHARS);
+        assert!(!reason.chars().any(char::is_control), "{reason:?}");
+        assert!(reason.starts_with(" ]0;owned "));
+        let body = Item::dict()
+            .with("warning message", "été\u{7}")
+            .with("peers", Vec::<u8>::new())
+            .to_bytes();
+        assert_eq!(
+            parse_announce(200, &body).unwrap().warning.as_deref(),
+            Some("été ")
+        );
     }
 
     #[test]

@@ -24,6 +24,20 @@ pub const MIN_INTERVAL_FLOOR: Duration = Duration::from_secs(30);
 pub const MAX_INTERVAL: Duration = Duration::from_hours(24);
 /// Interval used when a reply carries none.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_mins(30);
+/// Longest `failure reason` / `warning message` kept, in characters (longer ones are cut).
+pub const MAX_MESSAGE_CHARS: usize = 256;
+
+/// A tracker's human-readable message as we keep and show it: lossy UTF-8, control characters
+/// (terminal escapes included) turned into spaces, cut to [`MAX_MESSAGE_CHARS`]. It reaches
+/// RPC clients and the console, so a tracker must not be able to flood or restyle them.
+pub fn tracker_message(raw: &[u8]) -> String {
+    String::from_utf8_lossy(raw)
+        .trim_end_matches('\0')
+        .chars()
+        .take(MAX_MESSAGE_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
 
 /// The `event` of an announce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::{
     Announce, AnnounceReply, Event, MAX_PEERS_PER_REPLY, ScrapeStats, TrackerError, clamp_interval,
-    parse_compact_peers,
+    parse_compact_peers, tracker_message,
 };
 use crate::InfoHash;
 use crate::bencode::{self, Value};
@@ -310,20 +310,18 @@ fn error_reply(body: &[u8]) -> TrackerError {
         max_depth: 4,
         max_size: body.len(),
         strict: false,
+        max_tokens: bencode::Limits::DEFAULT_MAX_TOKENS,
     };
     if let Ok(v) = bencode::decode(body, &limits)
         && let Some(reason) = v.get(b"failure reason").and_then(Value::as_bytes)
     {
         return TrackerError::Refused {
-            reason: String::from_utf8_lossy(reason).into_owned(),
+            reason: tracker_message(reason),
             retry_in: None,
         };
     }
-    let text = String::from_utf8_lossy(body)
-        .trim_end_matches('\0')
-        .to_owned();
     TrackerError::Refused {
-        reason: text,
+        reason: tracker_message(body),
         retry_in: None,
     }
 }
