@@ -107,11 +107,14 @@ impl FileCache {
     }
 
     /// Returns an open read-write handle to `path`. Without `create`, a file that does not exist
-    /// gives `Ok(None)`; with it, the file and its directories are created.
+    /// gives `Ok(None)`; with it, the file and its directories are created. No symbolic link is
+    /// followed below `beneath` (the torrent's storage root): a link planted in the data
+    /// directory must not redirect our writes or reads elsewhere (`ELOOP`).
     pub(crate) fn open(
         &self,
         path: &Path,
         create: Option<Create>,
+        beneath: &Path,
     ) -> io::Result<Option<Arc<File>>> {
         // A cached file exists already: it was created at full length or found on disk, and
         // a write past its end extends it anyway, so a hit costs no system call.
@@ -119,6 +122,7 @@ impl FileCache {
             return Ok(Some(file));
         }
         // Open outside the lock: other torrents' I/O does not wait for this open.
+        refuse_symlinks(beneath, path)?;
         let Some(file) = open_file(path, create)? else {
             return Ok(None);
         };
@@ -152,9 +156,33 @@ pub(crate) fn extend(file: &File, length: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Fails with `ELOOP` if a directory between `beneath` and `path`, or `path` itself, is a
+/// symbolic link. Missing components are fine (they are created as directories).
+fn refuse_symlinks(beneath: &Path, path: &Path) -> io::Result<()> {
+    let Ok(rel) = path.strip_prefix(beneath) else {
+        return Ok(());
+    };
+    let mut at = beneath.to_path_buf();
+    for c in rel.components() {
+        at.push(c);
+        match fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(io::Error::from(rustix::io::Errno::LOOP));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 fn open_file(path: &Path, create: Option<Create>) -> io::Result<Option<File>> {
     let mut opts = OpenOptions::new();
-    opts.read(true).write(true);
+    // The last component again, atomically with the open.
+    opts.read(true)
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
     let Some(c) = create else {
         return match opts.open(path) {
             Ok(f) => Ok(Some(f)),
@@ -207,10 +235,10 @@ mod tests {
             .map(|i| dir.path().join(format!("d{}/f{i}", i % 3)))
             .collect();
         for (i, p) in paths.iter().enumerate() {
-            assert!(cache.open(p, Some(CREATE)).unwrap().is_some());
+            assert!(cache.open(p, Some(CREATE), dir.path()).unwrap().is_some());
             assert!(cache.open_count() <= 4, "after opening {i}");
             // Keep file 0 hot: it must survive every eviction.
-            cache.open(&paths[0], None).unwrap().unwrap();
+            cache.open(&paths[0], None, dir.path()).unwrap().unwrap();
             assert!(cache.open_count() <= 4);
         }
         assert_eq!(cache.open_count(), 4);
@@ -223,13 +251,13 @@ mod tests {
         }
         // Re-opening evicted files from disk works and keeps the bound.
         for p in &paths {
-            let f = cache.open(p, None).unwrap().unwrap();
+            let f = cache.open(p, None, dir.path()).unwrap().unwrap();
             assert_eq!(f.metadata().unwrap().len(), 10);
             assert!(cache.open_count() <= 4);
         }
         assert!(
             cache
-                .open(&dir.path().join("nope"), None)
+                .open(&dir.path().join("nope"), None, dir.path())
                 .unwrap()
                 .is_none()
         );
@@ -243,5 +271,47 @@ mod tests {
         );
         cache.close(&paths[39]);
         assert!(!cache.lock().files.contains_key(&paths[39]));
+    }
+
+    #[test]
+    fn planted_symlinks_are_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("torrent");
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(&root).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("victim"), b"precious").unwrap();
+        let cache = FileCache::new(4);
+        // A link in place of the file.
+        std::os::unix::fs::symlink(outside.join("victim"), root.join("a.bin")).unwrap();
+        let e = cache
+            .open(&root.join("a.bin"), Some(CREATE), &root)
+            .unwrap_err();
+        assert_eq!(
+            e.raw_os_error(),
+            Some(rustix::io::Errno::LOOP.raw_os_error())
+        );
+        assert!(cache.open(&root.join("a.bin"), None, &root).is_err());
+        // A link in place of a directory.
+        std::os::unix::fs::symlink(&outside, root.join("sub")).unwrap();
+        assert!(
+            cache
+                .open(&root.join("sub/b.bin"), Some(CREATE), &root)
+                .is_err()
+        );
+        assert!(
+            !outside.join("b.bin").exists(),
+            "nothing created through the link"
+        );
+        assert_eq!(fs::read(outside.join("victim")).unwrap(), b"precious");
+        // A storage root that is itself a link (the user's choice) is fine.
+        let linked_root = dir.path().join("linked");
+        std::os::unix::fs::symlink(&outside, &linked_root).unwrap();
+        assert!(
+            cache
+                .open(&linked_root.join("c.bin"), Some(CREATE), &linked_root)
+                .unwrap()
+                .is_some()
+        );
     }
 }

@@ -204,7 +204,7 @@ impl FileStorage {
     fn open_for_write(&self, file: usize) -> Result<Arc<std::fs::File>, StorageError> {
         let create = self.create_spec(file);
         self.cache
-            .open(&self.paths[file], Some(create))
+            .open(&self.paths[file], Some(create), &self.root)
             .map_err(self.io_err(file))?
             .ok_or_else(|| StorageError::Missing {
                 path: self.paths[file].clone(),
@@ -213,7 +213,7 @@ impl FileStorage {
 
     fn open_existing(&self, file: usize) -> Result<Arc<std::fs::File>, StorageError> {
         self.cache
-            .open(&self.paths[file], None)
+            .open(&self.paths[file], None, &self.root)
             .map_err(self.io_err(file))?
             .ok_or_else(|| StorageError::Missing {
                 path: self.paths[file].clone(),
