@@ -1022,3 +1022,118 @@ fn metadata_serving_is_capped_per_connection() {
     assert_eq!(data, cap);
     assert_eq!(rejects, 50 - cap);
 }
+
+// ---------------------------------------------------------------- protocol violations (R22–R30)
+
+/// The reason `k` was disconnected with, if it was.
+fn disconnect_reason(actions: &[Action], k: PeerKey) -> Option<DisconnectReason> {
+    actions.iter().find_map(|a| match a {
+        Action::Disconnect { peer, reason } if *peer == k => Some(*reason),
+        _ => None,
+    })
+}
+
+#[test]
+fn each_protocol_violation_disconnects_with_its_reason() {
+    let tt = TestTorrent::generate(4, 256 * 1024, 256 * 1024, false);
+    let n = tt.info.piece_count();
+    let plen = tt.info.piece_length;
+    let cases: Vec<(bool, Message, Violation)> = vec![
+        // R22: a bitfield of the wrong length.
+        (
+            true,
+            Message::Bitfield(Bytes::from(vec![0u8; n.div_ceil(8) as usize + 1])),
+            Violation::BitfieldLength,
+        ),
+        // R23: have / allowed-fast for a piece that does not exist.
+        (true, Message::Have(n), Violation::PieceIndex(n)),
+        (true, Message::AllowedFast(n + 7), Violation::PieceIndex(n + 7)),
+        // R26: requests longer than a block or past the piece end.
+        (
+            true,
+            Message::Request(wire::Block {
+                index: 0,
+                begin: 0,
+                length: 32 * 1024,
+            }),
+            Violation::BadRequest,
+        ),
+        (
+            true,
+            Message::Request(wire::Block {
+                index: 0,
+                begin: plen - 1024,
+                length: 2048,
+            }),
+            Violation::BadRequest,
+        ),
+        // R30: fast-extension messages from a peer that did not negotiate it.
+        (false, Message::HaveAll, Violation::NotFast),
+        (false, Message::AllowedFast(0), Violation::NotFast),
+    ];
+    for (i, (fast, message, want)) in cases.into_iter().enumerate() {
+        let mut s = Solo::new(Role::Leecher, tt.clone(), TorrentConfig::default());
+        let k = s.connect(1, fast, false);
+        s.take();
+        s.msg(k, message.clone());
+        assert_eq!(
+            disconnect_reason(&s.take(), k),
+            Some(DisconnectReason::Misbehaved(want)),
+            "case {i}: {message:?}"
+        );
+        assert!(s.t.peers().is_empty(), "case {i}: forgotten");
+    }
+}
+
+#[test]
+fn a_misaligned_piece_disconnects_with_bad_block() {
+    // R25: a block that is not on a 16 KiB boundary.
+    let tt = TestTorrent::generate(4, 256 * 1024, 256 * 1024, false);
+    let mut s = Solo::new(Role::Leecher, tt, TorrentConfig::default());
+    let k = s.connect(1, true, false);
+    s.msg(k, Message::HaveAll);
+    s.msg(k, Message::Unchoke);
+    s.take();
+    s.msg(
+        k,
+        Message::Piece {
+            index: 0,
+            begin: 3,
+            data: Bytes::from(vec![0u8; 100]),
+        },
+    );
+    assert_eq!(
+        disconnect_reason(&s.take(), k),
+        Some(DisconnectReason::Misbehaved(Violation::BadBlock))
+    );
+}
+
+#[test]
+fn self_connections_and_duplicates_are_refused() {
+    // R28: our own peer id, a second connection of a known peer id, a second one of an IP.
+    let tt = TestTorrent::generate(4, 128 * 1024, 128 * 1024, false);
+    let mut s = Solo::new(Role::Leecher, tt, TorrentConfig::default());
+    let info = |ip: [u8; 4], id: [u8; 20]| PeerInfo {
+        addr: SocketAddr::from((ip, 7000)),
+        direction: Direction::Incoming,
+        peer_id: PeerId(id),
+        reserved: wire::Reserved::default(),
+        encrypted: false,
+    };
+    let ours = PeerId([b'U'; 20]);
+    assert_eq!(
+        s.t.handle_peer_connected(s.now, info([10, 0, 0, 1], ours.0)),
+        Err(Refused::OwnConnection)
+    );
+    s.t.handle_peer_connected(s.now, info([10, 0, 0, 2], [b'A'; 20]))
+        .unwrap();
+    assert_eq!(
+        s.t.handle_peer_connected(s.now, info([10, 0, 0, 3], [b'A'; 20])),
+        Err(Refused::DuplicatePeerId)
+    );
+    assert_eq!(
+        s.t.handle_peer_connected(s.now, info([10, 0, 0, 2], [b'B'; 20])),
+        Err(Refused::DuplicateIp)
+    );
+    assert_eq!(s.t.peers().len(), 1);
+}
