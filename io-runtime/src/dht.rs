@@ -149,6 +149,10 @@ async fn run<N: Network>(
 ) {
     let socket = Arc::new(socket);
     let mut sinks: BTreeMap<LookupId, PeerSink> = BTreeMap::new();
+    // Lookups asked for before the bootstrap names resolved: run once they have, so that
+    // they can start from the bootstrap nodes (bounded by the command queue's capacity).
+    let mut early: Vec<(InfoHash, Option<u16>, PeerSink)> = Vec::new();
+    let mut booted = false;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     // Bootstrap names resolve in the background; the answer arrives on this channel.
     let (boot_tx, mut boot_rx) = mpsc::channel(1);
@@ -183,7 +187,11 @@ async fn run<N: Network>(
                 let now = proto_now(epoch);
                 match cmd {
                     DhtCommand::GetPeers { info_hash, announce, sink } => {
-                        if let Ok(id) = dht.get_peers(now, info_hash, announce) {
+                        if !booted {
+                            if early.len() < DHT_COMMAND_CAPACITY {
+                                early.push((info_hash, announce, sink));
+                            }
+                        } else if let Ok(id) = dht.get_peers(now, info_hash, announce) {
                             sinks.insert(id, sink);
                         }
                     }
@@ -197,7 +205,14 @@ async fn run<N: Network>(
                 }
             }
             Some(addrs) = boot_rx.recv() => {
-                dht.bootstrap(proto_now(epoch), &addrs);
+                let now = proto_now(epoch);
+                dht.bootstrap(now, &addrs);
+                booted = true;
+                for (info_hash, announce, sink) in early.drain(..) {
+                    if let Ok(id) = dht.get_peers(now, info_hash, announce) {
+                        sinks.insert(id, sink);
+                    }
+                }
             }
             r = socket.recv_from(&mut buf) => {
                 if let Ok((n, from)) = r {

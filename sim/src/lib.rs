@@ -6,7 +6,9 @@
 //! - [`content`]: torrents of random sizes, piece lengths and file layouts from a seed.
 //! - [`evil`]: hosts that speak the wire protocol and serve corrupt blocks or stall.
 //! - [`scenario`]: who is in the swarm and the fault plan (latency and jitter per link,
-//!   partitions that heal, crashes with restart from the resume store), from one seed.
+//!   partitions that heal, crashes with restart from the resume store), from one seed; with
+//!   [`Scenario::dht`], peers find each other through the DHT only (a bare DHT node on the host
+//!   `router` to bootstrap from, and optionally DHT nodes that never answer).
 //! - [`run`]: runs a scenario, checks liveness (every leecher completes within a simulated-time
 //!   budget once the faults stop) and safety (every leecher's bytes equal the source), and
 //!   returns the event trace with its hash.

@@ -4,12 +4,16 @@
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, UNIX_EPOCH};
 
+use rain_proto::dht::DhtConfig;
+use rain_proto::rng::Seed;
 use rain_runtime::announce::NoAnnouncer;
+use rain_runtime::dht::{DhtHandle, DhtSettings};
 use rain_runtime::session::{AddOptions, Session, SessionConfig, SessionEvent};
 use sha1::{Digest, Sha1};
 use tokio::sync::broadcast::error::RecvError;
@@ -23,6 +27,12 @@ use crate::scenario::{Fault, HostId, SEED_ENV, Scenario};
 pub const PORT: u16 = 6881;
 /// The id every simulated session gives its torrent.
 pub const TORRENT_ID: &str = "t";
+/// The UDP port of every simulated DHT node (rain sessions, the router, the silent nodes).
+pub const DHT_PORT: u16 = 7246;
+/// `dht-announce-interval` of the simulated sessions: short, for simulated minutes.
+pub const DHT_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(30);
+/// `dht-min-announce-interval` of the simulated sessions (while a torrent wants more peers).
+pub const DHT_MIN_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(5);
 /// Extra simulated time turmoil may run past the liveness deadline before it gives up itself.
 const TURMOIL_SLACK: Duration = Duration::from_secs(60);
 
@@ -66,6 +76,8 @@ pub struct Outcome {
     pub reports: BTreeMap<HostId, HostReport>,
     /// Blocks the corrupt peers served.
     pub corrupt_blocks_served: u64,
+    /// Datagrams the silent DHT nodes received (and dropped).
+    pub silent_dht_datagrams: u64,
     /// Simulated time of the whole run.
     pub elapsed: Duration,
     /// Turmoil steps taken.
@@ -242,6 +254,8 @@ struct PeerHost {
     seeder: bool,
     magnet: bool,
     peers: Vec<String>,
+    /// `Some(bootstrap nodes)`: run the DHT.
+    dht: Option<Vec<String>>,
     net: TurmoilNet,
     board: SharedBoard,
 }
@@ -268,7 +282,10 @@ impl PeerHost {
         if self.seeder && !data_dir.exists() {
             self.content.write_to(&data_dir.join(TORRENT_ID))?;
         }
-        let config = session_config(&self.dir, self.seed);
+        let mut config = session_config(&self.dir, self.seed);
+        if let Some(bootstrap) = &self.dht {
+            enable_dht(&mut config, bootstrap.clone());
+        }
         let session = Session::with_parts(config, self.net.clone(), Arc::new(NoAnnouncer)).await?;
         let mut events = session.subscribe();
         if session.get(TORRENT_ID).is_none() {
@@ -313,12 +330,15 @@ impl PeerHost {
                                 )
                             })
                             .collect();
-                        let line = format!(
+                        let mut line = format!(
                             "{:?} pieces {}/{} peers {} addresses {:?} downloads {:?} wasted {} \
                              [{}]",
                             st.status, s.pieces.have, s.pieces.total, s.peers.total,
                             s.addresses, s.downloads, s.bytes.wasted, peers.join(" ")
                         );
+                        if let Some(d) = session.dht_stats().await {
+                            let _ = write!(line, " dht {d:?}");
+                        }
                         lock(&self.board).last_stats.insert(self.name.clone(), line);
                     }
                     continue;
@@ -364,6 +384,61 @@ pub fn session_config(dir: &Path, seed: u64) -> SessionConfig {
         hash_threads: 1,
         seed: Some(seed),
         ..SessionConfig::default()
+    }
+}
+
+/// Turns the DHT on in `config`: UDP [`DHT_PORT`] on every address, bootstrapping from
+/// `bootstrap` (`host:port`), with lookup intervals short enough for simulated time.
+pub fn enable_dht(config: &mut SessionConfig, bootstrap: Vec<String>) {
+    config.dht_enabled = true;
+    config.dht_host = Ipv4Addr::UNSPECIFIED.into();
+    config.dht_port = DHT_PORT;
+    config.dht_bootstrap_nodes = bootstrap;
+    config.dht_announce_interval = DHT_ANNOUNCE_INTERVAL;
+    config.dht_min_announce_interval = DHT_MIN_ANNOUNCE_INTERVAL;
+}
+
+/// The router: a bare DHT node (no session, no torrent) on [`DHT_PORT`] that bootstraps from
+/// nobody; every rain host bootstraps from it. Runs until the simulation ends.
+async fn run_dht_router(net: TurmoilNet, seed: u64, board: SharedBoard) -> turmoil::Result {
+    let settings = DhtSettings {
+        bind: SocketAddr::from((Ipv4Addr::UNSPECIFIED, DHT_PORT)),
+        bootstrap: Vec::new(),
+        saved_nodes: None,
+        config: DhtConfig::default(),
+    };
+    let dht = DhtHandle::start(
+        net,
+        settings,
+        Seed::from_u64(seed),
+        tokio::time::Instant::now(),
+    )
+    .await?;
+    lock(&board).trace.push(TraceEvent {
+        at: sim_now(),
+        host: HostId::DhtRouter.name(),
+        what: "dht up".to_owned(),
+        detail: String::new(),
+    });
+    let mut sample = tokio::time::interval(STATS_INTERVAL);
+    loop {
+        sample.tick().await;
+        if let Some(st) = dht.stats().await {
+            lock(&board)
+                .last_stats
+                .insert(HostId::DhtRouter.name(), format!("dht {st:?}"));
+        }
+    }
+}
+
+/// A silent DHT node: binds [`DHT_PORT`] and drops every datagram unanswered.
+async fn run_silent_dht(received: Arc<AtomicU64>) -> turmoil::Result {
+    let socket =
+        turmoil::net::UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, DHT_PORT))).await?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        socket.recv_from(&mut buf).await?;
+        received.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -433,6 +508,25 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
         .max_message_latency(scenario.latency.1.max(scenario.latency.0))
         .build();
 
+    // The silent nodes first: the router is the only bootstrap node that answers.
+    let dht_bootstrap: Vec<String> = (0..scenario.silent_dht_nodes)
+        .map(HostId::SilentDht)
+        .chain([HostId::DhtRouter])
+        .map(|h| format!("{h}:{DHT_PORT}"))
+        .collect();
+    let silent_received = Arc::new(AtomicU64::new(0));
+    for host in scenario.dht_hosts() {
+        let net = net.clone();
+        let board = board.clone();
+        let received = silent_received.clone();
+        let host_seed = host_seed(seed, host);
+        match host {
+            HostId::DhtRouter => sim.host(host.name(), move || {
+                run_dht_router(net.clone(), host_seed, board.clone())
+            }),
+            _ => sim.host(host.name(), move || run_silent_dht(received.clone())),
+        }
+    }
     for host in scenario.honest_hosts() {
         let (seeder, index) = match host {
             HostId::Seeder(i) => (true, i),
@@ -440,7 +534,7 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
             _ => unreachable!("honest hosts are seeders and leechers"),
         };
         let mut peers = Vec::new();
-        if !seeder {
+        if !seeder && !scenario.dht {
             peers.extend((0..scenario.seeders).map(|i| HostId::Seeder(i).name()));
             let first = index.saturating_sub(scenario.leecher_links);
             peers.extend((first..index).map(|i| HostId::Leecher(i).name()));
@@ -453,6 +547,7 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
             seeder,
             magnet: !seeder && index < scenario.magnet_leechers,
             peers,
+            dht: scenario.dht.then(|| dht_bootstrap.clone()),
             net: net.clone(),
             board: board.clone(),
         };
@@ -546,8 +641,20 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
                 .iter()
                 .map(ToString::to_string)
                 .collect();
+            // With the DHT, the seeders' and the router's view tell whether peers were found.
+            let dht_hosts = scenario
+                .dht
+                .then(|| {
+                    (0..scenario.seeders)
+                        .map(HostId::Seeder)
+                        .chain([HostId::DhtRouter])
+                })
+                .into_iter()
+                .flatten();
             let stats = pending
                 .iter()
+                .copied()
+                .chain(dht_hosts)
                 .map(|h| {
                     let s = b.last_stats.get(&h.name()).map_or("-", String::as_str);
                     format!("{h}: {s}")
@@ -611,6 +718,7 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
         completed,
         reports,
         corrupt_blocks_served: served.load(Ordering::Relaxed),
+        silent_dht_datagrams: silent_received.load(Ordering::Relaxed),
         elapsed,
         steps,
     })

@@ -877,9 +877,21 @@ impl Dht {
     fn start_lookup(&mut self, now: Instant, id: LookupId, kind: Kind, target: NodeId) {
         let mut lookup = Lookup::new(target, self.cfg.lookup());
         let n = self.cfg.k * 2;
-        lookup.add_candidates(&self.table4.closest(now, &target, n), 0);
-        if let Some(t) = &self.table6 {
-            lookup.add_candidates(&t.closest(now, &target, n), 0);
+        let near4 = self.table4.closest(now, &target, n);
+        let near6 = self
+            .table6
+            .as_ref()
+            .map(|t| t.closest(now, &target, n))
+            .unwrap_or_default();
+        lookup.add_candidates(&near4, 0);
+        lookup.add_candidates(&near6, 0);
+        if near4.is_empty() && near6.is_empty() {
+            // Nothing known yet (the bootstrap is still running): start from the bootstrap
+            // nodes rather than finish at once, so a torrent's first lookup and announce are
+            // not lost.
+            for &a in &self.bootstrap_addrs {
+                lookup.add_seed(a);
+            }
         }
         self.lookups.insert(id, Active { lookup, kind });
     }

@@ -72,6 +72,23 @@ fn answers_ping_and_find_node_and_reports_the_source_address() {
 }
 
 #[test]
+fn a_lookup_before_the_table_fills_starts_from_the_bootstrap_nodes() {
+    let mut dht = Dht::new(DhtConfig::default(), Seed::from_u64(2), T0);
+    let router = addr("10.0.0.9:6881");
+    dht.bootstrap(T0, &[router]);
+    while dht.poll_transmit().is_some() {}
+    dht.get_peers(T0, InfoHash([7; 20]), Some(6881)).unwrap();
+    let t = dht
+        .poll_transmit()
+        .expect("a query, not a lookup finished empty");
+    assert_eq!(t.to, router);
+    let Body::Query { query, .. } = Message::decode(&t.data).unwrap().body else {
+        panic!()
+    };
+    assert!(matches!(query, Query::GetPeers { .. }), "{query:?}");
+}
+
+#[test]
 fn idle_node_has_no_deadline_and_queries_time_out() {
     let mut dht = Dht::new(DhtConfig::default(), Seed::from_u64(2), T0);
     assert_eq!(dht.poll_timeout(), None);
