@@ -2,6 +2,7 @@
 //! or SIGTERM, then closed gracefully so the next start trusts its resume data.
 
 mod guard;
+pub mod move_torrent;
 pub mod on_complete;
 
 use std::future::Future;
@@ -17,6 +18,7 @@ use crate::rpc::methods;
 use crate::session_config::session_config;
 
 pub use guard::GuardLayer;
+pub use move_torrent::MoveLayer;
 
 /// Largest RPC request body: an `AddTorrent` carries a base64 `.torrent` of up to
 /// `max-torrent-size`.
@@ -142,7 +144,15 @@ pub async fn start_rpc(
         .max_request_body_size(max_request_size(config))
         .max_response_body_size(u32::MAX)
         .build();
-    let http = tower::ServiceBuilder::new().layer(GuardLayer::new(&config.rpc_token));
+    // The guard first, then `/move-torrent`, then JSON-RPC.
+    let http = tower::ServiceBuilder::new()
+        .layer(GuardLayer::new(&config.rpc_token))
+        .layer(MoveLayer::new(
+            session.clone(),
+            u64::from(max_request_size(config)),
+            config.file_permissions,
+            config.data_dir_includes_torrent_id,
+        ));
     let server = Server::builder()
         .set_config(server_config)
         .set_http_middleware(http)
@@ -152,5 +162,8 @@ pub async fn start_rpc(
     let local = server
         .local_addr()
         .map_err(|e| format!("cannot listen for RPC on {addr}: {e}"))?;
-    Ok((server.start(methods::module(session)), local))
+    Ok((
+        server.start(methods::module(session, &config.rpc_token)),
+        local,
+    ))
 }

@@ -46,6 +46,15 @@ pub fn session_config(c: &Config) -> Result<SessionConfig, String> {
             .unwrap_or(usize::MAX),
         tracker_http_verify_tls: c.tracker_http_verify_tls,
         tracker_http_private_user_agent: c.tracker_http_private_user_agent.clone(),
+        private_peer_id_prefix: {
+            let p = &c.private_peer_id_prefix;
+            if p.len() > 20 || p.bytes().any(|b| !b.is_ascii_graphic()) {
+                return Err(format!(
+                    "private-peer-id-prefix: at most 20 printable ASCII characters: {p:?}"
+                ));
+            }
+            p.clone()
+        },
         torrent_add_http_timeout: c.torrent_add_http_timeout,
         dns_resolve_timeout: c.dns_resolve_timeout,
         max_torrent_size: usize::try_from(c.max_torrent_size).unwrap_or(usize::MAX),
@@ -110,6 +119,14 @@ mod tests {
             (7, 2)
         );
         assert_eq!((s.speed_limit_download, s.speed_limit_upload), (300, 200));
+        assert_eq!(s.private_peer_id_prefix, c.private_peer_id_prefix);
+        c.private_peer_id_prefix = "-far too long a prefix-".into();
+        assert!(
+            session_config(&c)
+                .unwrap_err()
+                .starts_with("private-peer-id-prefix")
+        );
+        c.private_peer_id_prefix = "-RN0001-".into();
         c.dht_host = "nope".into();
         assert!(session_config(&c).unwrap_err().starts_with("dht-host"));
         c.host = "not-an-ip".into();

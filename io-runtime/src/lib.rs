@@ -14,6 +14,7 @@ pub mod announce;
 pub mod create;
 pub mod dht;
 pub mod http;
+pub mod migrate;
 pub mod net;
 pub mod peer;
 mod peer_task;

@@ -106,6 +106,9 @@ pub struct SessionConfig {
     pub dht_min_announce_interval: Duration,
     /// `dht-bootstrap-nodes` (`host:port`).
     pub dht_bootstrap_nodes: Vec<String>,
+    /// `private-peer-id-prefix`: the peer id prefix of private torrents (public ones always
+    /// use `-RN<version>-`); empty for rain's own.
+    pub private_peer_id_prefix: String,
     /// `speed-limit-download`: KiB/s for the whole session, 0 = unlimited.
     pub speed_limit_download: u32,
     /// `speed-limit-upload`: KiB/s for the whole session, 0 = unlimited.
@@ -205,6 +208,7 @@ impl Default for SessionConfig {
             dht_announce_interval: Duration::from_secs(30 * 60),
             dht_min_announce_interval: Duration::from_secs(60),
             dht_bootstrap_nodes: Vec::new(),
+            private_peer_id_prefix: String::new(),
             speed_limit_download: 0,
             speed_limit_upload: 0,
             tracker_num_want: 200,
@@ -308,7 +312,7 @@ impl SessionConfig {
         }
     }
 
-    fn metainfo_limits(&self) -> metainfo::Limits {
+    pub(crate) fn metainfo_limits(&self) -> metainfo::Limits {
         metainfo::Limits {
             max_torrent_size: self.max_torrent_size,
             max_pieces: self.max_pieces,
@@ -498,17 +502,17 @@ pub enum SessionError {
 }
 
 #[derive(Debug)]
-struct Entry {
-    summary: TorrentSummary,
-    trackers: Vec<Vec<String>>,
-    handle: TaskHandle,
+pub(crate) struct Entry {
+    pub(crate) summary: TorrentSummary,
+    pub(crate) trackers: Vec<Vec<String>>,
+    pub(crate) handle: TaskHandle,
 }
 
 #[derive(Debug)]
-struct State {
-    torrents: BTreeMap<String, Entry>,
-    free_ports: BTreeSet<u16>,
-    rng: Rng,
+pub(crate) struct State {
+    pub(crate) torrents: BTreeMap<String, Entry>,
+    pub(crate) free_ports: BTreeSet<u16>,
+    pub(crate) rng: Rng,
 }
 
 /// A BitTorrent session: many torrents, one resume database. Create it inside a tokio
@@ -516,9 +520,9 @@ struct State {
 /// tasks are aborted and the next start re-checks data).
 #[derive(Debug)]
 pub struct Session<N: Network = TokioNet> {
-    shared: Arc<Shared<N>>,
+    pub(crate) shared: Arc<Shared<N>>,
     state: Mutex<State>,
-    config: SessionConfig,
+    pub(crate) config: SessionConfig,
     started: tokio::time::Instant,
     invalid: Vec<String>,
 }
@@ -592,7 +596,18 @@ fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-fn peer_id(rng: &mut Rng) -> PeerId {
+/// The peer id of a torrent: `private_prefix` (when set) for a private one, else rain's.
+pub(crate) fn torrent_peer_id(private: bool, private_prefix: &str, rng: &mut Rng) -> PeerId {
+    if private
+        && !private_prefix.is_empty()
+        && let Ok(id) = PeerId::with_prefix(private_prefix, rng)
+    {
+        return id;
+    }
+    peer_id(rng)
+}
+
+pub(crate) fn peer_id(rng: &mut Rng) -> PeerId {
     let v = env!("CARGO_PKG_VERSION");
     PeerId::generate(v, rng)
         .unwrap_or_else(|_| PeerId::generate("0", rng).unwrap_or(PeerId(*b"-RN0-000000000000000")))
@@ -705,6 +720,7 @@ impl<N: Network> Session<N> {
                 continue;
             };
             state.free_ports.remove(&record.port);
+            let private = info.as_ref().is_some_and(|(i, _)| i.private);
             let spec = TaskSpec {
                 id: id.clone(),
                 info_hash: record.info_hash,
@@ -721,7 +737,7 @@ impl<N: Network> Session<N> {
                 progress: record.progress.clone(),
                 stop_after_download: record.stop_after_download,
                 stop_after_metadata: record.stop_after_metadata,
-                peer_id: peer_id(&mut state.rng),
+                peer_id: torrent_peer_id(private, &config.private_peer_id_prefix, &mut state.rng),
                 seed: state.rng.child(),
             };
             let handle = torrent_task::spawn(shared.clone(), spec);
@@ -755,7 +771,7 @@ impl<N: Network> Session<N> {
         })
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+    pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the map inconsistent in a way that
         // matters more than refusing every later call.
         self.state
@@ -885,7 +901,11 @@ impl<N: Network> Session<N> {
                 .nth(n)
                 .ok_or(SessionError::NoFreePort)?;
             st.free_ports.remove(&port);
-            let peer_id = peer_id(&mut st.rng);
+            let peer_id = torrent_peer_id(
+                info.as_ref().is_some_and(|(i, _)| i.private),
+                &self.config.private_peer_id_prefix,
+                &mut st.rng,
+            );
             let seed = st.rng.child();
             (id, port, peer_id, seed)
         };

@@ -27,7 +27,11 @@ use super::{ERROR_INPUT, ERROR_OTHER, ERROR_TORRENT_NOT_FOUND};
 type Reply<T> = Result<T, ErrorObjectOwned>;
 
 /// The RPC module serving every method of [`super::METHODS`] from `session`.
-pub fn module(session: Arc<Session>) -> RpcModule<Session> {
+///
+/// `rpc_token` is also sent to the target of `Session.MoveTorrent` (servers moving torrents
+/// between them share one token).
+pub fn module(session: Arc<Session>, rpc_token: &str) -> RpcModule<Session> {
+    let token: Arc<str> = Arc::from(rpc_token);
     let mut m = RpcModule::from_arc(session);
 
     ok(m.register_method("Session.Version", |_, _, _| {
@@ -207,12 +211,12 @@ pub fn module(session: Arc<Session>) -> RpcModule<Session> {
         }),
     );
     ok(
-        m.register_async_method("Session.MoveTorrent", |p, s, _| async move {
-            let r: MoveTorrentRequest = parse(&p)?;
-            s.stats(&r.id).await.map_err(error)?;
-            Err::<Empty, _>(other_error(
-                "moving torrents between servers is not supported yet",
-            ))
+        m.register_async_method("Session.MoveTorrent", move |p, s, _| {
+            let token = token.clone();
+            async move {
+                let r: MoveTorrentRequest = parse(&p)?;
+                empty(crate::server::move_torrent::send(&s, &r.id, &r.target, Some(&token)).await)
+            }
         }),
     );
     m

@@ -8,6 +8,9 @@
 //!   which also means a browser cannot post without a CORS preflight, and we never answer
 //!   preflights.
 //! - With `rpc-token` set, `Authorization: Bearer <token>` is required (401).
+//! - `/move-torrent` (multipart, not JSON) gets the Host and token checks, needs
+//!   `Content-Type: multipart/form-data` (415) and refuses anything a browser sent (`Origin`
+//!   or `Sec-Fetch-*` headers, 403): a page could post such a form without a preflight.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -35,6 +38,49 @@ impl GuardLayer {
 
     /// Why a request with these headers is refused, if it is.
     fn refuse(&self, headers: &HeaderMap) -> Option<(StatusCode, &'static str)> {
+        if let Some(r) = self.refuse_stranger(headers) {
+            return Some(r);
+        }
+        let accept = headers.get(header::ACCEPT).and_then(|h| h.to_str().ok());
+        if !accept.is_none_or(accepts_json) {
+            return Some((
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Accept must allow application/json",
+            ));
+        }
+        None
+    }
+
+    /// Why a `/move-torrent` request is refused, if it is: the Host and token checks, and
+    /// no browser. A multipart POST is a "simple" cross-origin request a page can send
+    /// without preflight, so requests carrying a browser's `Origin` or `Sec-Fetch-*` headers
+    /// are refused (rain's own sender, Go's HTTP client, sends neither).
+    fn refuse_move(&self, headers: &HeaderMap) -> Option<(StatusCode, &'static str)> {
+        if let Some(r) = self.refuse_stranger(headers) {
+            return Some(r);
+        }
+        if headers.contains_key(header::ORIGIN)
+            || headers.contains_key("sec-fetch-site")
+            || headers.contains_key("sec-fetch-mode")
+        {
+            return Some((StatusCode::FORBIDDEN, "browser requests not allowed"));
+        }
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        let media = content_type.split(';').next().unwrap_or_default().trim();
+        if !media.eq_ignore_ascii_case("multipart/form-data") {
+            return Some((
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Content-Type must be multipart/form-data",
+            ));
+        }
+        None
+    }
+
+    /// The Host and token checks every route shares.
+    fn refuse_stranger(&self, headers: &HeaderMap) -> Option<(StatusCode, &'static str)> {
         if !host_allowed(headers.get(header::HOST).and_then(|h| h.to_str().ok())) {
             return Some((StatusCode::FORBIDDEN, "host not allowed"));
         }
@@ -46,13 +92,6 @@ impl GuardLayer {
             if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
                 return Some((StatusCode::UNAUTHORIZED, "missing or wrong RPC token"));
             }
-        }
-        let accept = headers.get(header::ACCEPT).and_then(|h| h.to_str().ok());
-        if !accept.is_none_or(accepts_json) {
-            return Some((
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "Accept must allow application/json",
-            ));
         }
         None
     }
@@ -120,7 +159,12 @@ where
     }
 
     fn call(&mut self, request: HttpRequest<B>) -> Self::Future {
-        if let Some((status, why)) = self.layer.refuse(request.headers()) {
+        let refused = if request.uri().path() == super::move_torrent::MOVE_TORRENT_PATH {
+            self.layer.refuse_move(request.headers())
+        } else {
+            self.layer.refuse(request.headers())
+        };
+        if let Some((status, why)) = refused {
             tracing::debug!(%status, why, "RPC request refused");
             let response = http::Response::builder()
                 .status(status)
@@ -187,6 +231,33 @@ mod tests {
         assert_eq!(
             status(&[host, JSON, ("authorization", "Bearer s3cret")]),
             None
+        );
+    }
+
+    #[test]
+    fn move_torrent_needs_host_token_multipart_and_no_browser() {
+        let g = GuardLayer::new("s3cret");
+        let status = |h: &[(&'static str, &str)]| g.refuse_move(&headers(h)).map(|r| r.0);
+        let host = ("host", "127.0.0.1:7246");
+        let auth = ("authorization", "Bearer s3cret");
+        let form = ("content-type", "multipart/form-data; boundary=x");
+        assert_eq!(status(&[host, auth, form]), None);
+        assert_eq!(status(&[host, form]), Some(StatusCode::UNAUTHORIZED));
+        assert_eq!(
+            status(&[("host", "evil.example"), auth, form]),
+            Some(StatusCode::FORBIDDEN)
+        );
+        assert_eq!(
+            status(&[host, auth, form, ("origin", "http://evil.example")]),
+            Some(StatusCode::FORBIDDEN)
+        );
+        assert_eq!(
+            status(&[host, auth, form, ("sec-fetch-mode", "navigate")]),
+            Some(StatusCode::FORBIDDEN)
+        );
+        assert_eq!(
+            status(&[host, auth, ("content-type", "application/json")]),
+            Some(StatusCode::UNSUPPORTED_MEDIA_TYPE)
         );
     }
 

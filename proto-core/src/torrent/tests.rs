@@ -1047,7 +1047,11 @@ fn each_protocol_violation_disconnects_with_its_reason() {
         ),
         // R23: have / allowed-fast for a piece that does not exist.
         (true, Message::Have(n), Violation::PieceIndex(n)),
-        (true, Message::AllowedFast(n + 7), Violation::PieceIndex(n + 7)),
+        (
+            true,
+            Message::AllowedFast(n + 7),
+            Violation::PieceIndex(n + 7),
+        ),
         // R26: requests longer than a block or past the piece end.
         (
             true,

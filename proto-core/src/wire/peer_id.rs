@@ -22,12 +22,29 @@ pub enum PeerIdError {
     /// The version must be printable ASCII without `-`, or the prefix could not be parsed back.
     #[error("version {0:?} must be printable ASCII without '-'")]
     BadVersion(String),
+    /// A configured prefix longer than 20 bytes or not printable ASCII.
+    #[error("peer id prefix {0:?} must be at most 20 printable ASCII characters")]
+    BadPrefix(String),
 }
 
 /// Characters of the random tail: printable, so logs and the Peers view stay readable.
 const TAIL_ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 impl PeerId {
+    /// `prefix` (e.g. rain's `private-peer-id-prefix`, often another client's prefix that a
+    /// private tracker whitelists) followed by random printable characters.
+    pub fn with_prefix(prefix: &str, rng: &mut Rng) -> Result<PeerId, PeerIdError> {
+        if prefix.len() > 20 || prefix.bytes().any(|b| !b.is_ascii_graphic()) {
+            return Err(PeerIdError::BadPrefix(prefix.to_owned()));
+        }
+        let mut id = [0u8; 20];
+        id[..prefix.len()].copy_from_slice(prefix.as_bytes());
+        for b in &mut id[prefix.len()..] {
+            *b = TAIL_ALPHABET[rng.below(TAIL_ALPHABET.len() as u64) as usize];
+        }
+        Ok(PeerId(id))
+    }
+
     /// Rain's scheme: `-RN<version>-` followed by random characters, e.g. `-RN0010-` + 12.
     /// At least 4 random characters must remain, so `version` has at most 12 bytes.
     pub fn generate(version: &str, rng: &mut Rng) -> Result<PeerId, PeerIdError> {
@@ -238,6 +255,26 @@ fn mainline_style(id: &[u8; 20]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefixes_are_kept_and_bounded() {
+        let mut rng = Rng::new(crate::rng::Seed::from_u64(1));
+        let id = PeerId::with_prefix("-qB4500-", &mut rng).unwrap();
+        assert!(id.0.starts_with(b"-qB4500-"));
+        assert!(id.0[8..].iter().all(u8::is_ascii_alphanumeric));
+        let full = "ABCDEFGHIJKLMNOPQRST";
+        assert_eq!(
+            &PeerId::with_prefix(full, &mut rng).unwrap().0,
+            full.as_bytes()
+        );
+        for bad in ["ABCDEFGHIJKLMNOPQRSTU", "-a b-", "-é-"] {
+            assert!(matches!(
+                PeerId::with_prefix(bad, &mut rng),
+                Err(PeerIdError::BadPrefix(_))
+            ));
+        }
+    }
+
     use crate::rng::Seed;
 
     fn id(s: &[u8]) -> PeerId {
