@@ -1252,7 +1252,19 @@ impl<N: Network> Session<N> {
             .map(|e| e.trackers.clone())
             .ok_or_else(|| SessionError::NotFound(id.to_owned()))?;
         let (_, info_bytes) = self.metadata(id).await?;
-        Ok(encode_torrent(&info_bytes, &trackers))
+        let db = self.shared.db()?;
+        let key = id.to_owned();
+        let url_list = tokio::task::spawn_blocking(move || db.get_torrent(&key))
+            .await
+            .map_err(|e| SessionError::Io(std::io::Error::other(e)))??
+            .map(|r| r.url_list)
+            .unwrap_or_default();
+        Ok(encode_torrent(
+            &info_bytes,
+            &trackers,
+            &url_list,
+            unix_now(),
+        ))
     }
 
     /// Session statistics.
@@ -1461,7 +1473,14 @@ fn remove_data(
 }
 
 /// Encodes a `.torrent`: `announce`, `announce-list` (several trackers) and the raw `info`.
-fn encode_torrent(info_bytes: &[u8], trackers: &[Vec<String>]) -> Vec<u8> {
+/// A `.torrent` as rain's `GetTorrent` rebuilds it: the stored info dictionary, the current
+/// tracker tiers and webseed URLs, a fresh creation date, no comment. Keys in bencode order.
+fn encode_torrent(
+    info_bytes: &[u8],
+    trackers: &[Vec<String>],
+    url_list: &[String],
+    created: i64,
+) -> Vec<u8> {
     fn string(out: &mut Vec<u8>, s: &[u8]) {
         out.extend_from_slice(s.len().to_string().as_bytes());
         out.push(b':');
@@ -1484,8 +1503,18 @@ fn encode_torrent(info_bytes: &[u8], trackers: &[Vec<String>]) -> Vec<u8> {
         }
         out.push(b'e');
     }
+    string(&mut out, b"creation date");
+    out.extend_from_slice(format!("i{created}e").as_bytes());
     string(&mut out, b"info");
     out.extend_from_slice(info_bytes);
+    if !url_list.is_empty() {
+        string(&mut out, b"url-list");
+        out.push(b'l');
+        for url in url_list {
+            string(&mut out, url.as_bytes());
+        }
+        out.push(b'e');
+    }
     out.push(b'e');
     out
 }
@@ -1493,6 +1522,25 @@ fn encode_torrent(info_bytes: &[u8], trackers: &[Vec<String>]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rebuilt_torrents_carry_trackers_webseeds_and_a_creation_date() {
+        let info = b"d6:lengthi5e4:name1:a12:piece lengthi16384e6:pieces20:aaaaaaaaaaaaaaaaaaaae";
+        let trackers = vec![
+            vec!["http://t1/announce".to_owned()],
+            vec!["udp://t2:80".to_owned()],
+        ];
+        let ws = vec!["http://w1/".to_owned(), "http://w2/a".to_owned()];
+        let bytes = encode_torrent(info, &trackers, &ws, 1_700_000_000);
+        let mi = Metainfo::from_bytes(&bytes, &rain_proto::metainfo::Limits::default()).unwrap();
+        assert_eq!(mi.trackers, trackers);
+        assert_eq!(mi.webseeds, ws);
+        assert_eq!(mi.creation_date, Some(1_700_000_000));
+        assert_eq!(mi.info_hash, InfoHash::of(info));
+        // Strictly ordered keys: the rebuilt file is canonical bencode.
+        let strict = rain_proto::bencode::Limits::strict();
+        assert!(rain_proto::bencode::decode(&bytes, &strict).is_ok());
+    }
 
     #[test]
     fn tracker_keys_reach_the_tracker_transport() {
