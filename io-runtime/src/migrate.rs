@@ -507,12 +507,7 @@ impl<N: Network> Session<N> {
         if cmd.send(Command::Shutdown(tx)).await.is_ok() {
             let _ = tokio::time::timeout(STOP_TIMEOUT, rx).await;
         }
-        let db = self.shared.db()?;
-        let key = id.to_owned();
-        let record = tokio::task::spawn_blocking(move || db.get_torrent(&key))
-            .await
-            .map_err(join_error)??
-            .ok_or_else(|| SessionError::NotFound(id.to_owned()))?;
+        let record = self.stored_record(id).await?;
         let opts = self.shared.storage_opts.clone();
         let cache = self.shared.cache.clone();
         let id = id.to_owned();
@@ -544,27 +539,29 @@ impl<N: Network> Session<N> {
         })
     }
 
+    /// Torrent `id`'s record in the resume database.
+    async fn stored_record(&self, id: &str) -> Result<TorrentRecord, SessionError> {
+        let db = self.shared.db()?;
+        let key = id.to_owned();
+        tokio::task::spawn_blocking(move || db.get_torrent(&key))
+            .await
+            .map_err(join_error)??
+            .ok_or_else(|| SessionError::NotFound(id.to_owned()))
+    }
+
     /// Source side, after a failed move: runs torrent `id` again from its stored record,
     /// stopped (as rain leaves it).
     pub async fn abort_move(&self, id: &str) -> Result<(), SessionError> {
-        let db = self.shared.db()?;
-        let key = id.to_owned();
-        let record = tokio::task::spawn_blocking(move || db.get_torrent(&key))
-            .await
-            .map_err(join_error)??
-            .ok_or_else(|| SessionError::NotFound(id.to_owned()))?;
+        let record = self.stored_record(id).await?;
         let info = self.parse_record_info(&record)?;
         let mut st = self.state();
-        let private = info.as_ref().is_some_and(|(i, _)| i.private);
         let prefix = &self.config.private_peer_id_prefix;
-        let (peer_id, seed) = (
-            torrent_peer_id(private, prefix, &mut st.rng),
-            st.rng.child(),
-        );
+        let peer_id = torrent_peer_id(info.as_ref().map(|(i, _)| i), prefix, &mut st.rng);
+        let seed = st.rng.child();
         let Some(entry) = st.torrents.get_mut(id) else {
             return Err(SessionError::NotFound(id.to_owned()));
         };
-        let spec = task_spec(id, &record, info, peer_id, seed);
+        let spec = TaskSpec::from_record(id, &record, info, peer_id, seed);
         let old = std::mem::replace(
             &mut entry.handle,
             torrent_task::spawn(self.shared.clone(), spec),
@@ -629,13 +626,9 @@ impl<N: Network> Session<N> {
                 .nth(n)
                 .ok_or(SessionError::NoFreePort)?;
             st.free_ports.remove(&port);
-            let private = info.as_ref().is_some_and(|i| i.private);
             let prefix = &self.config.private_peer_id_prefix;
-            (
-                port,
-                torrent_peer_id(private, prefix, &mut st.rng),
-                st.rng.child(),
-            )
+            let peer_id = torrent_peer_id(info.as_ref(), prefix, &mut st.rng);
+            (port, peer_id, st.rng.child())
         };
         let give_back = |e: SessionError| {
             self.state().free_ports.insert(port);
@@ -672,7 +665,7 @@ impl<N: Network> Session<N> {
             }
             let handle = torrent_task::spawn(
                 self.shared.clone(),
-                task_spec(id, &record, info, peer_id, seed),
+                TaskSpec::from_record(id, &record, info, peer_id, seed),
             );
             st.torrents.insert(
                 id.to_owned(),
@@ -687,34 +680,6 @@ impl<N: Network> Session<N> {
             self.start(id).await?;
         }
         Ok(summary)
-    }
-}
-
-fn task_spec(
-    id: &str,
-    record: &TorrentRecord,
-    info: Option<(Info, Bytes)>,
-    peer_id: rain_proto::wire::PeerId,
-    seed: rain_proto::rng::Seed,
-) -> TaskSpec {
-    TaskSpec {
-        id: id.to_owned(),
-        info_hash: record.info_hash,
-        name: record.name.clone(),
-        port: record.port,
-        info,
-        trackers: record.trackers.clone(),
-        webseeds: record.url_list.clone(),
-        fixed_peers: record
-            .fixed_peers
-            .iter()
-            .filter_map(|p| p.parse().ok())
-            .collect(),
-        progress: record.progress.clone(),
-        stop_after_download: record.stop_after_download,
-        stop_after_metadata: record.stop_after_metadata,
-        peer_id,
-        seed,
     }
 }
 

@@ -597,8 +597,8 @@ fn unix_now() -> i64 {
 }
 
 /// The peer id of a torrent: `private_prefix` (when set) for a private one, else rain's.
-pub(crate) fn torrent_peer_id(private: bool, private_prefix: &str, rng: &mut Rng) -> PeerId {
-    if private
+pub(crate) fn torrent_peer_id(info: Option<&Info>, private_prefix: &str, rng: &mut Rng) -> PeerId {
+    if info.is_some_and(|i| i.private)
         && !private_prefix.is_empty()
         && let Ok(id) = PeerId::with_prefix(private_prefix, rng)
     {
@@ -720,26 +720,12 @@ impl<N: Network> Session<N> {
                 continue;
             };
             state.free_ports.remove(&record.port);
-            let private = info.as_ref().is_some_and(|(i, _)| i.private);
-            let spec = TaskSpec {
-                id: id.clone(),
-                info_hash: record.info_hash,
-                name: record.name.clone(),
-                port: record.port,
-                info,
-                trackers: record.trackers.clone(),
-                webseeds: record.url_list.clone(),
-                fixed_peers: record
-                    .fixed_peers
-                    .iter()
-                    .filter_map(|p| p.parse().ok())
-                    .collect(),
-                progress: record.progress.clone(),
-                stop_after_download: record.stop_after_download,
-                stop_after_metadata: record.stop_after_metadata,
-                peer_id: torrent_peer_id(private, &config.private_peer_id_prefix, &mut state.rng),
-                seed: state.rng.child(),
-            };
+            let peer_id = torrent_peer_id(
+                info.as_ref().map(|(i, _)| i),
+                &config.private_peer_id_prefix,
+                &mut state.rng,
+            );
+            let spec = TaskSpec::from_record(&id, &record, info, peer_id, state.rng.child());
             let handle = torrent_task::spawn(shared.clone(), spec);
             if config.resume_on_startup && record.started {
                 to_start.push(handle.cmd.clone());
@@ -902,7 +888,7 @@ impl<N: Network> Session<N> {
                 .ok_or(SessionError::NoFreePort)?;
             st.free_ports.remove(&port);
             let peer_id = torrent_peer_id(
-                info.as_ref().is_some_and(|(i, _)| i.private),
+                info.as_ref().map(|(i, _)| i),
                 &self.config.private_peer_id_prefix,
                 &mut st.rng,
             );

@@ -52,7 +52,7 @@ use crate::net::{Listener, Network};
 use crate::peer::{self, Local, Timeouts};
 use crate::peer_task::{Registration, run_handshaked};
 use crate::rate_limit::SpeedLimits;
-use crate::resume::{Progress, ResumeDb, pack_bitfield, unpack_bitfield};
+use crate::resume::{Progress, ResumeDb, TorrentRecord, pack_bitfield, unpack_bitfield};
 use crate::session::{SessionError, SessionEvent, TorrentStats};
 use crate::storage::{FileCache, FileStorage, FileStorageOptions, Storage};
 use crate::verify::{VerifyError, VerifyOptions, verify};
@@ -204,6 +204,37 @@ pub(crate) struct TaskSpec {
     pub stop_after_metadata: bool,
     pub peer_id: PeerId,
     pub seed: Seed,
+}
+
+impl TaskSpec {
+    /// A task for torrent `id` as stored in its resume record.
+    pub(crate) fn from_record(
+        id: &str,
+        record: &TorrentRecord,
+        info: Option<(Info, Bytes)>,
+        peer_id: rain_proto::wire::PeerId,
+        seed: rain_proto::rng::Seed,
+    ) -> TaskSpec {
+        TaskSpec {
+            id: id.to_owned(),
+            info_hash: record.info_hash,
+            name: record.name.clone(),
+            port: record.port,
+            info,
+            trackers: record.trackers.clone(),
+            webseeds: record.url_list.clone(),
+            fixed_peers: record
+                .fixed_peers
+                .iter()
+                .filter_map(|p| p.parse().ok())
+                .collect(),
+            progress: record.progress.clone(),
+            stop_after_download: record.stop_after_download,
+            stop_after_metadata: record.stop_after_metadata,
+            peer_id,
+            seed,
+        }
+    }
 }
 
 /// The session's handle on a torrent task.
