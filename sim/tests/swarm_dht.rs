@@ -3,12 +3,6 @@
 //! answer), no leecher is introduced to any peer, and magnet links name no tracker and no
 //! peer. Checked for safety and liveness like the other named scenarios; each run prints its
 //! scenario, seed first, and `RAIN_SIM_SEED=<seed>` replaces the seed.
-//!
-//! Two tests are ignored because they fail on bugs outside the simulator (run them with
-//! `cargo test -p rain-sim --test swarm_dht -- --ignored`): the first DHT announce of a torrent
-//! is lost ([`seeder_is_found_before_its_second_announce`]), and a corrupt peer gets honest
-//! seeders banned ([`honest_seeders_survive_a_liar_in_their_pieces`]), which is what the search
-//! over random scenarios with the DHT on ([`random_scenarios_over_the_dht`]) runs into.
 
 use rain_sim::run::DHT_ANNOUNCE_INTERVAL;
 use rain_sim::{ContentSpec, HostId, Outcome, Scenario, run, seed_from_env};
@@ -84,4 +78,36 @@ fn seeder_is_found_before_its_second_announce() {
         "seed {seed}: leech0 completed at {at:?}, after the seeder's second DHT announce \
          ({DHT_ANNOUNCE_INTERVAL:?}): its first announce was lost"
     );
+}
+
+/// Two honest seeders and a corrupt peer serve one magnet leecher found through the DHT.
+///
+/// Regression: every sender of a failed piece got a strike and three strikes banned, so the
+/// honest seeders, sharing pieces with the corrupt peer, were banned too and the leecher was
+/// left with the liar alone (seed 5024 of this shape). Peers that shared a
+/// failed piece now download on parole (whole pieces alone) until one passes.
+#[test]
+fn honest_seeders_survive_a_liar_in_their_pieces() {
+    let seeds = match std::env::var("RAIN_SIM_SEED") {
+        Ok(_) => vec![seed_from_env(0)],
+        Err(_) => vec![5024, 5045, 5101],
+    };
+    for seed in seeds {
+        let s = Scenario::new(seed)
+            .seeders(2)
+            .leechers(1)
+            .magnet_leechers(1)
+            .corrupt_peers(1)
+            .dht(true)
+            .content(ContentSpec::single(seed, 2 << 20, 256 << 10));
+        let out = run_ok(&s);
+        assert!(
+            out.completed.contains_key(&HostId::Leecher(0)),
+            "seed {seed}: the leecher completed"
+        );
+        assert!(
+            out.corrupt_blocks_served > 0,
+            "seed {seed}: the corrupt peer took part, so the fault was real"
+        );
+    }
 }

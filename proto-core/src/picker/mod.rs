@@ -22,6 +22,11 @@
 //!    piece ends it. When a block arrives, [`BlockOutcome::cancels`] lists the other peers
 //!    that still have it outstanding.
 //!
+//! **Parole** ([`Picker::set_parole`]): a peer suspected of corrupt data takes only untouched
+//! pieces, holds each alone (no other peer gets its blocks, not even in endgame) and does no
+//! endgame itself. A piece held alone is shared again when its holder leaves parole, leaves,
+//! has a request of it rejected or timed out, or has no more of its blocks requested.
+//!
 //! File priorities ([`FilePriority`]): a piece's priority is the highest of the non-padding files
 //! it overlaps, so a piece shared by a skipped and a wanted file is still downloaded. Skipped
 //! pieces are never picked (requests already in flight for them may still arrive and count).
@@ -259,6 +264,8 @@ struct Partial {
     received: u32,
     /// No missing block below this index.
     hint: u32,
+    /// The peer on parole this piece is exclusive to ([`Picker::set_parole`]).
+    owner: Option<PeerKey>,
 }
 
 #[derive(Debug, Clone)]
@@ -290,6 +297,8 @@ struct Peer {
     has: Has,
     /// Outstanding requests as `(piece, block index)`, at most `max_requests_per_peer`.
     requests: BTreeSet<(u32, u32)>,
+    /// Suspected of sending corrupt data: downloads whole pieces alone.
+    parole: bool,
 }
 
 /// Queue class of a wanted piece: high priority pieces are queued apart and always first.
@@ -490,9 +499,49 @@ impl Picker {
             Peer {
                 has,
                 requests: BTreeSet::new(),
+                parole: false,
             },
         );
         Ok(())
+    }
+
+    /// Puts `peer` on parole (or takes it off): a peer suspected of sending corrupt data
+    /// downloads only whole pieces that nobody else touches, so a piece it spoils has a single
+    /// sender and names the culprit for certain (libtorrent's parole mode). Pieces it holds
+    /// alone are shared again when it leaves parole.
+    pub fn set_parole(&mut self, peer: PeerKey, on: bool) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        p.parole = on;
+        if !on {
+            self.disown(peer);
+        }
+    }
+
+    /// True if `peer` is on parole.
+    pub fn on_parole(&self, peer: PeerKey) -> bool {
+        self.peers.get(&peer).is_some_and(|p| p.parole)
+    }
+
+    /// Pieces held alone by `peer` are open to everyone again.
+    fn disown(&mut self, peer: PeerKey) {
+        for part in self.partial.values_mut() {
+            if part.owner == Some(peer) {
+                part.owner = None;
+            }
+        }
+    }
+
+    /// True if `peer` may take blocks of started piece `i`: a peer on parole only of the
+    /// pieces it holds alone, any other peer only of pieces nobody holds alone.
+    fn may_share(&self, peer: PeerKey, parole: bool, i: u32) -> bool {
+        let owner = self.partial.get(&i).and_then(|p| p.owner);
+        if parole {
+            owner == Some(peer) || !self.partial.contains_key(&i)
+        } else {
+            owner.is_none()
+        }
     }
 
     /// `peer` announced piece `i` (`have`). Unknown peers and indices are ignored.
@@ -555,6 +604,7 @@ impl Picker {
             return;
         }
         self.forget_has(peer);
+        self.disown(peer);
         let Some(p) = self.peers.remove(&peer) else {
             return;
         };
@@ -761,6 +811,7 @@ impl Picker {
             missing: n,
             received: 0,
             hint: 0,
+            owner: None,
         }
     }
 
@@ -800,6 +851,7 @@ impl Picker {
             return 0;
         };
         let cap = (self.config.max_requests_per_peer as usize).saturating_sub(p.requests.len());
+        let parole = p.parole;
         let mut budget = max_blocks.min(cap);
         let before = out.len();
         if budget == 0 {
@@ -812,6 +864,7 @@ impl Picker {
                 }
                 if self.peer_has_piece(peer, i)
                     && matches!(self.piece_state(i), PieceState::Queued | PieceState::Open)
+                    && self.may_share(peer, parole, i)
                 {
                     self.take_blocks(peer, i, &mut budget, out);
                 }
@@ -826,7 +879,7 @@ impl Picker {
                 self.open
                     .iter()
                     .copied()
-                    .filter(|&i| p.has.get(i))
+                    .filter(|&i| p.has.get(i) && self.may_share(peer, parole, i))
                     .take(budget),
             );
         }
@@ -844,16 +897,18 @@ impl Picker {
             };
             self.take_blocks(peer, i, &mut budget, out);
         }
-        if budget > 0 && self.in_endgame() {
+        if budget > 0 && !parole && self.in_endgame() {
             self.endgame_pick(peer, budget, out);
         }
         out.len() - before
     }
 
     /// Requests the missing blocks of piece `i` from `peer`, lowest first, within `budget`.
+    /// A peer on parole holds a piece it starts alone.
     fn take_blocks(&mut self, peer: PeerKey, i: u32, budget: &mut usize, out: &mut Vec<Block>) {
         if !self.partial.contains_key(&i) {
-            let part = self.new_partial(i);
+            let mut part = self.new_partial(i);
+            part.owner = self.on_parole(peer).then_some(peer);
             self.partial.insert(i, part);
         }
         let (Some(part), Some(p)) = (self.partial.get_mut(&i), self.peers.get_mut(&peer)) else {
@@ -990,6 +1045,9 @@ impl Picker {
             let Some(part) = self.partial.get(&i) else {
                 continue;
             };
+            if part.owner.is_some() {
+                continue;
+            }
             for (b, slot) in part.blocks.iter().enumerate() {
                 let n = slot.requesters.len();
                 if !slot.received && n < max_dup && !slot.requesters.contains(peer) {
@@ -1057,6 +1115,16 @@ impl Picker {
                 outcome.cancels.push((r, block));
             }
         }
+        // A holder with nothing more requested in the piece (choked, or out of budget) lets
+        // others finish it.
+        if let Some(o) = part.owner
+            && self
+                .peers
+                .get(&o)
+                .is_none_or(|op| op.requests.range((i, 0)..(i + 1, 0)).next().is_none())
+        {
+            part.owner = None;
+        }
         if part.hint == b {
             part.hint += 1;
         }
@@ -1085,6 +1153,12 @@ impl Picker {
         };
         if p.requests.remove(&(block.piece, b)) {
             self.unrequest(peer, block.piece, b);
+        }
+        if let Some(part) = self.partial.get_mut(&block.piece)
+            && part.owner == Some(peer)
+        {
+            // A failed request frees the piece, so a parolee that stalls cannot strand it.
+            part.owner = None;
         }
     }
 
@@ -1176,6 +1250,15 @@ impl Picker {
                 }
             }
             assert_eq!(missing, part.missing, "missing of {i}");
+            if let Some(o) = part.owner {
+                assert!(self.peers[&o].parole, "piece {i} held by a peer off parole");
+                for slot in &part.blocks {
+                    assert!(
+                        slot.requesters.iter().all(|r| r == o),
+                        "piece {i} held alone by {o:?} requested from another peer"
+                    );
+                }
+            }
             assert_eq!(received, part.received, "received of {i}");
         }
         for (k, p) in &self.peers {

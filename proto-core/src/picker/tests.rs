@@ -152,6 +152,75 @@ fn endgame_duplicates_and_cancels() {
 }
 
 #[test]
+fn a_peer_on_parole_downloads_whole_pieces_alone() {
+    let mut p = Picker::new(single(4, 32 * KIB), cfg(0), Seed::from_u64(5));
+    for k in 0..3 {
+        p.peer_added(PeerKey(k)).unwrap();
+        p.peer_have_all(PeerKey(k));
+    }
+    // Peer 0 starts a piece and leaves one block of it unrequested.
+    let shared = pick(&mut p, 0, 1)[0].piece;
+    p.set_parole(PeerKey(1), true);
+    assert!(p.on_parole(PeerKey(1)));
+    let alone = pick(&mut p, 1, 1);
+    assert_ne!(alone[0].piece, shared, "parole never joins a started piece");
+    // Peer 2 finishes the shared piece, then starts a new one: never the parolee's.
+    let other = pick(&mut p, 2, 4);
+    assert!(other.iter().all(|b| b.piece != alone[0].piece));
+    assert!(other.iter().any(|b| b.piece == shared));
+    // The parolee finishes its own piece first.
+    assert_eq!(pieces(&pick(&mut p, 1, 1)), [alone[0].piece]);
+    // Endgame: the parolee duplicates nothing and nobody duplicates its piece.
+    let rest = pick(&mut p, 0, 10);
+    assert!(p.in_endgame());
+    assert!(rest.iter().all(|b| b.piece != alone[0].piece));
+    assert_eq!(pick(&mut p, 1, 10), []);
+    // Off parole, its piece is shared again.
+    p.set_parole(PeerKey(1), false);
+    assert!(
+        pick(&mut p, 2, 10)
+            .iter()
+            .any(|b| b.piece == alone[0].piece)
+    );
+}
+
+#[test]
+fn a_failed_request_of_a_parolee_shares_its_piece() {
+    let mut p = Picker::new(single(2, 32 * KIB), cfg(0), Seed::from_u64(6));
+    for k in 0..2 {
+        p.peer_added(PeerKey(k)).unwrap();
+        p.peer_have_all(PeerKey(k));
+    }
+    p.set_parole(PeerKey(0), true);
+    let a = pick(&mut p, 0, 2);
+    assert_eq!(pieces(&a).len(), 1);
+    p.block_received(PeerKey(0), a[0]);
+    assert!(pick(&mut p, 1, 10).iter().all(|x| x.piece != a[0].piece));
+    p.request_timed_out(PeerKey(0), a[1]);
+    p.check_invariants();
+    assert_eq!(
+        pick(&mut p, 1, 10),
+        [a[1]],
+        "peer 1 takes over the stalled block"
+    );
+}
+
+#[test]
+fn a_parolee_with_nothing_requested_shares_its_piece() {
+    let mut p = Picker::new(single(2, 32 * KIB), cfg(0), Seed::from_u64(7));
+    for k in 0..2 {
+        p.peer_added(PeerKey(k)).unwrap();
+        p.peer_have_all(PeerKey(k));
+    }
+    p.set_parole(PeerKey(0), true);
+    let a = pick(&mut p, 0, 1);
+    p.block_received(PeerKey(0), a[0]);
+    p.check_invariants();
+    let b = pick(&mut p, 1, 10);
+    assert!(b.iter().any(|x| x.piece == a[0].piece), "{b:?}");
+}
+
+#[test]
 fn endgame_duplicate_limit() {
     let config = PickerConfig {
         endgame_max_duplicate_downloads: 2,
@@ -390,6 +459,7 @@ enum Op {
     Fail(usize),
     Prio(usize, u8),
     Sequential(bool),
+    Parole(u32, bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -411,6 +481,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(Op::Fail),
         1 => (0usize..6, 0u8..3).prop_map(|(f, p)| Op::Prio(f, p)),
         1 => any::<bool>().prop_map(Op::Sequential),
+        1 => (peer.clone(), any::<bool>()).prop_map(|(k, on)| Op::Parole(k, on)),
     ]
 }
 
@@ -579,6 +650,7 @@ proptest! {
                     prio[f] = pr;
                 }
                 Op::Sequential(on) => p.set_sequential(on),
+                Op::Parole(k, on) => p.set_parole(PeerKey(k), on),
             }
             p.check_invariants();
             p.check_queues();

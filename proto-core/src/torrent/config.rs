@@ -59,8 +59,6 @@ pub struct TorrentConfig {
     /// PEX messages from one peer arriving sooner than this after the last accepted one are
     /// ignored (bounds what a flooding peer can add).
     pub pex_min_incoming_interval: Duration,
-    /// Failed pieces an untrusted peer may contribute to before it is banned (smart ban, 3).
-    pub max_hash_failures: u32,
     /// Failed pieces whose per-block hashes are remembered for smart ban.
     pub max_smart_ban_pieces: usize,
     /// Most events kept undrained; more are dropped (a driver drains after every input).
@@ -106,7 +104,6 @@ impl Default for TorrentConfig {
             pex_interval: Duration::from_mins(1),
             max_pex_peers: crate::extension::ut_pex::MAX_PEERS,
             pex_min_incoming_interval: Duration::from_secs(30),
-            max_hash_failures: 3,
             max_smart_ban_pieces: 64,
             max_queued_events: 4096,
             client_version: "Rain 2.0".to_owned(),

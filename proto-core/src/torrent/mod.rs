@@ -66,7 +66,8 @@
 //!   [`Torrent::handle_piece_written`] says it hashed correctly and was written. While the
 //!   in-memory piece data exceeds `max_piece_memory`, no new piece is started.
 //! - Integrity ([`smart_ban`]): failed pieces are re-downloaded, wasted bytes counted, and
-//!   the peer that sent bad blocks is banned.
+//!   the peer that sent bad blocks is banned; peers that shared a failed piece download on
+//!   parole until they prove themselves.
 //! - Magnet ([`metadata`]): ut_metadata from up to `parallel-metadata-downloads` sources,
 //!   verified by the assembler, parsed, then the torrent continues; metadata is served to
 //!   others.
@@ -1180,10 +1181,11 @@ impl Torrent {
             self.config.min_requests_out,
             cap,
         );
-        if let Some(p) = self.picker.as_mut()
-            && p.peer_added(key).is_err()
-        {
-            return Err(Refused::TooManyPeers);
+        if let Some(p) = self.picker.as_mut() {
+            if p.peer_added(key).is_err() {
+                return Err(Refused::TooManyPeers);
+            }
+            p.set_parole(key, self.smart_ban.on_parole(info.addr.ip()));
         }
         let addr = info.addr;
         self.peers
@@ -1376,6 +1378,30 @@ impl Torrent {
             self.fill_all(now);
         }
         self.dial_more(now);
+    }
+
+    /// Carries out smart ban's verdict on connected peers.
+    fn apply_verdict(&mut self, now: Instant, v: smart_ban::Verdict) {
+        for (ips, on) in [(&v.parole, true), (&v.release, false)] {
+            for ip in ips {
+                self.set_parole(*ip, on);
+            }
+        }
+        for ip in v.ban {
+            self.ban(now, ip);
+        }
+    }
+
+    /// Puts every connected peer of `ip` on parole, or takes it off.
+    fn set_parole(&mut self, ip: IpAddr, on: bool) {
+        let Some(picker) = self.picker.as_mut() else {
+            return;
+        };
+        for (k, p) in &self.peers {
+            if p.info.addr.ip() == ip {
+                picker.set_parole(*k, on);
+            }
+        }
     }
 
     fn ban(&mut self, now: Instant, ip: IpAddr) {
@@ -1873,10 +1899,8 @@ impl Torrent {
             Ok(true) => {
                 let cancels = picker.piece_verified(piece);
                 self.send_cancels(now, cancels);
-                let blocks = buf.peer_blocks();
-                for ip in self.smart_ban.piece_passed(piece, &blocks) {
-                    self.ban(now, ip);
-                }
+                let verdict = self.smart_ban.piece_passed(piece, &buf.peer_blocks());
+                self.apply_verdict(now, verdict);
                 self.event(TorrentEvent::PieceCompleted { piece });
                 let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
                 for &k in &keys {
@@ -1904,16 +1928,12 @@ impl Torrent {
                 }
                 self.send_cancels(now, cancels);
                 self.drain_webseeds(now);
-                let blocks = buf.peer_blocks();
-                let bans = self.smart_ban.piece_failed(
+                let verdict = self.smart_ban.piece_failed(
                     piece,
-                    &blocks,
+                    &buf.peer_blocks(),
                     self.config.max_smart_ban_pieces,
-                    self.config.max_hash_failures,
                 );
-                for ip in bans {
-                    self.ban(now, ip);
-                }
+                self.apply_verdict(now, verdict);
                 self.fill_all(now);
             }
         }
@@ -2228,8 +2248,9 @@ impl Torrent {
     fn install_info(&mut self, info: Info, bytes: Bytes) {
         let layout = Layout::from_info(&info);
         let mut picker = Picker::new(layout, self.config.picker, self.rng.child());
-        for &k in self.peers.keys() {
+        for (&k, p) in &self.peers {
             let _ = picker.peer_added(k);
+            picker.set_parole(k, self.smart_ban.on_parole(p.info.addr.ip()));
         }
         self.picker = Some(picker);
         self.webseeds.set_info(&info);
