@@ -11,6 +11,7 @@
 //! ([`udp_tracker`]) and the [`tracker_client::TrackerClient`] that dispatches by scheme.
 
 pub mod announce;
+pub mod blocking;
 pub mod create;
 pub mod dht;
 pub mod http;

@@ -481,7 +481,7 @@ pub struct MoveExport {
     pub files: Vec<PathBuf>,
 }
 
-fn join_error(e: tokio::task::JoinError) -> SessionError {
+fn join_error(e: crate::blocking::JobFailed) -> SessionError {
     SessionError::Io(io::Error::other(e))
 }
 
@@ -511,27 +511,30 @@ impl<N: Network> Session<N> {
         let opts = self.shared.storage_opts.clone();
         let cache = self.shared.cache.clone();
         let id = id.to_owned();
-        let (root, files) = tokio::task::spawn_blocking(move || -> Result<_, SessionError> {
-            let root = storage_root(&opts, &id).map_err(|e| io::Error::other(e.to_string()))?;
-            if opts.data_dir_includes_torrent_id {
-                return Ok((root.clone(), data_files(&root)?));
-            }
-            // A shared data directory: only this torrent's own files.
-            let Some((info, _)) = info else {
-                return Ok((root, Vec::new()));
-            };
-            let storage = FileStorage::new(&info, root.clone(), opts.file_permissions, cache)
-                .map_err(|e| io::Error::other(e.to_string()))?;
-            let files = (0..info.files.len())
-                .filter(|&i| !info.files[i].padding)
-                .filter_map(|i| storage.path(i))
-                .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
-                .filter_map(|p| p.strip_prefix(&root).ok().map(Path::to_path_buf))
-                .collect();
-            Ok((root, files))
-        })
-        .await
-        .map_err(join_error)??;
+        let (root, files) = self
+            .shared
+            .blocking
+            .run(move || -> Result<_, SessionError> {
+                let root = storage_root(&opts, &id).map_err(|e| io::Error::other(e.to_string()))?;
+                if opts.data_dir_includes_torrent_id {
+                    return Ok((root.clone(), data_files(&root)?));
+                }
+                // A shared data directory: only this torrent's own files.
+                let Some((info, _)) = info else {
+                    return Ok((root, Vec::new()));
+                };
+                let storage = FileStorage::new(&info, root.clone(), opts.file_permissions, cache)
+                    .map_err(|e| io::Error::other(e.to_string()))?;
+                let files = (0..info.files.len())
+                    .filter(|&i| !info.files[i].padding)
+                    .filter_map(|i| storage.path(i))
+                    .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
+                    .filter_map(|p| p.strip_prefix(&root).ok().map(Path::to_path_buf))
+                    .collect();
+                Ok((root, files))
+            })
+            .await
+            .map_err(join_error)??;
         Ok(MoveExport {
             spec: MoveSpec::from_record(&record),
             root,
@@ -543,7 +546,9 @@ impl<N: Network> Session<N> {
     async fn stored_record(&self, id: &str) -> Result<TorrentRecord, SessionError> {
         let db = self.shared.db()?;
         let key = id.to_owned();
-        tokio::task::spawn_blocking(move || db.get_torrent(&key))
+        self.shared
+            .blocking
+            .run(move || db.get_torrent(&key))
             .await
             .map_err(join_error)??
             .ok_or_else(|| SessionError::NotFound(id.to_owned()))
@@ -645,7 +650,9 @@ impl<N: Network> Session<N> {
         record.started = false;
         let db = self.shared.db().map_err(give_back)?;
         let (key, rec) = (id.to_owned(), record.clone());
-        tokio::task::spawn_blocking(move || db.put_torrent(&key, &rec))
+        self.shared
+            .blocking
+            .run(move || db.put_torrent(&key, &rec))
             .await
             .map_err(|e| give_back(join_error(e)))?
             .map_err(|e| give_back(e.into()))?;

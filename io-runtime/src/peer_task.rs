@@ -49,9 +49,27 @@ pub(crate) async fn run_handshaked<S>(
         return;
     };
     let mut batch = Vec::with_capacity(MAX_WRITE_BATCH);
+    // Reading and writing take turns at priority: deterministic (a simulation replays the
+    // same order, which an unbiased `select!` with the runtime's RNG would not), and neither
+    // direction starves the other when both are always ready.
+    let mut read_first = true;
     loop {
-        tokio::select! {
-            read = conn.read_message() => {
+        let event = if read_first {
+            tokio::select! {
+                biased;
+                read = conn.read_message() => Event::Read(read),
+                next = outbox.recv() => Event::Write(next),
+            }
+        } else {
+            tokio::select! {
+                biased;
+                next = outbox.recv() => Event::Write(next),
+                read = conn.read_message() => Event::Read(read),
+            }
+        };
+        read_first = !read_first;
+        match event {
+            Event::Read(read) => {
                 let Ok(message) = read else {
                     let _ = inbox.send(Input::Closed(key)).await;
                     return;
@@ -63,7 +81,7 @@ pub(crate) async fn run_handshaked<S>(
                     return;
                 }
             }
-            next = outbox.recv() => {
+            Event::Write(next) => {
                 // `None`: the torrent disconnected this peer; dropping the connection closes it.
                 let Some(message) = next else { return };
                 batch.clear();
@@ -89,4 +107,12 @@ pub(crate) async fn run_handshaked<S>(
             }
         }
     }
+}
+
+/// What woke the peer task.
+enum Event<R> {
+    /// A message was read (or the connection failed).
+    Read(R),
+    /// The torrent queued a message (`None`: it dropped the peer).
+    Write(Option<Message>),
 }

@@ -34,6 +34,7 @@ use rain_proto::wire::{Limits, PeerId};
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 
 use crate::announce::Announcer;
+use crate::blocking::BlockingMode;
 use crate::dht::{DhtHandle, DhtSettings};
 use crate::http::{HttpClient, HttpConfig};
 use crate::net::{Network, TokioNet};
@@ -179,6 +180,9 @@ pub struct SessionConfig {
     pub hash_threads: usize,
     /// Seed for every id and RNG of the session (tests, simulation); `None` seeds from the OS.
     pub seed: Option<u64>,
+    /// Where disk, hashing and database jobs run: tokio's blocking pool, or inline for a
+    /// deterministic simulation.
+    pub blocking: BlockingMode,
 }
 
 impl Default for SessionConfig {
@@ -243,6 +247,7 @@ impl Default for SessionConfig {
             max_piece_memory: t.max_piece_memory,
             hash_threads: 0,
             seed: None,
+            blocking: BlockingMode::Pool,
         }
     }
 }
@@ -553,7 +558,9 @@ async fn start_dht<N: Network>(
 ) -> Result<DhtHandle, SessionError> {
     let saved = {
         let db = db.clone();
-        tokio::task::spawn_blocking(move || db.session_get(DHT_NODES_KEY))
+        config
+            .blocking
+            .run(move || db.session_get(DHT_NODES_KEY))
             .await
             .ok()
             .and_then(Result::ok)
@@ -638,7 +645,9 @@ impl<N: Network> Session<N> {
             file_permissions: config.file_permissions,
             ..ResumeDbOptions::default()
         };
-        let db = tokio::task::spawn_blocking(move || ResumeDb::open(&path, &opts))
+        let db = config
+            .blocking
+            .run(move || ResumeDb::open(&path, &opts))
             .await
             .map_err(|e| SessionError::Io(std::io::Error::other(e)))??;
         let db = Arc::new(db);
@@ -695,6 +704,7 @@ impl<N: Network> Session<N> {
                 config.dht_min_announce_interval,
             ),
             speed: SpeedLimits::from_kib(config.speed_limit_download, config.speed_limit_upload),
+            blocking: config.blocking,
         });
         let mut state = State {
             torrents: BTreeMap::new(),
@@ -703,7 +713,9 @@ impl<N: Network> Session<N> {
         };
         let loaded = {
             let db = db.clone();
-            tokio::task::spawn_blocking(move || db.load_torrents())
+            config
+                .blocking
+                .run(move || db.load_torrents())
                 .await
                 .map_err(|e| SessionError::Io(std::io::Error::other(e)))??
         };
@@ -922,7 +934,9 @@ impl<N: Network> Session<N> {
         let put = match self.shared.db() {
             Ok(db) => {
                 let (id, record) = (id.clone(), record.clone());
-                tokio::task::spawn_blocking(move || db.put_torrent(&id, &record))
+                self.shared
+                    .blocking
+                    .run(move || db.put_torrent(&id, &record))
                     .await
                     .map_err(|e| SessionError::Io(std::io::Error::other(e)))
                     .and_then(|r| r.map_err(SessionError::from))
@@ -1023,7 +1037,9 @@ impl<N: Network> Session<N> {
     ) -> Result<(), SessionError> {
         let db = self.shared.db()?;
         let id = id.to_owned();
-        tokio::task::spawn_blocking(move || db.update_torrent(&id, f))
+        self.shared
+            .blocking
+            .run(move || db.update_torrent(&id, f))
             .await
             .map_err(|e| SessionError::Io(std::io::Error::other(e)))??;
         Ok(())
@@ -1077,14 +1093,18 @@ impl<N: Network> Session<N> {
         self.state().free_ports.insert(entry.summary.port);
         let db = self.shared.db()?;
         let key = id.to_owned();
-        tokio::task::spawn_blocking(move || db.delete_torrent(&key))
+        self.shared
+            .blocking
+            .run(move || db.delete_torrent(&key))
             .await
             .map_err(|e| SessionError::Io(std::io::Error::other(e)))??;
         if !keep_data {
             let opts = self.shared.storage_opts.clone();
             let cache = self.shared.cache.clone();
             let id = id.to_owned();
-            tokio::task::spawn_blocking(move || remove_data(&opts, &cache, &id, info.as_ref()))
+            self.shared
+                .blocking
+                .run(move || remove_data(&opts, &cache, &id, info.as_ref()))
                 .await
                 .map_err(|e| SessionError::Io(std::io::Error::other(e)))??;
         }
@@ -1240,7 +1260,10 @@ impl<N: Network> Session<N> {
         let (_, info_bytes) = self.metadata(id).await?;
         let db = self.shared.db()?;
         let key = id.to_owned();
-        let url_list = tokio::task::spawn_blocking(move || db.get_torrent(&key))
+        let url_list = self
+            .shared
+            .blocking
+            .run(move || db.get_torrent(&key))
             .await
             .map_err(|e| SessionError::Io(std::io::Error::other(e)))??
             .map(|r| r.url_list)
@@ -1313,12 +1336,14 @@ impl<N: Network> Session<N> {
     pub async fn clean_database(&self) -> Result<(), SessionError> {
         let db = self.shared.db()?;
         let ids = self.invalid.clone();
-        tokio::task::spawn_blocking(move || {
-            ids.iter()
-                .try_for_each(|id| db.delete_torrent(id).map(drop))
-        })
-        .await
-        .map_err(|e| SessionError::Io(std::io::Error::other(e)))??;
+        self.shared
+            .blocking
+            .run(move || {
+                ids.iter()
+                    .try_for_each(|id| db.delete_torrent(id).map(drop))
+            })
+            .await
+            .map_err(|e| SessionError::Io(std::io::Error::other(e)))??;
         Ok(())
     }
 
@@ -1352,7 +1377,10 @@ impl<N: Network> Session<N> {
         if let (Some(dht), Ok(db)) = (&self.shared.dht, self.shared.db()) {
             // The next start bootstraps from the nodes that answered us.
             if let Some(nodes) = dht.export_nodes().await {
-                let _ = tokio::task::spawn_blocking(move || db.session_put(DHT_NODES_KEY, &nodes))
+                let _ = self
+                    .shared
+                    .blocking
+                    .run(move || db.session_put(DHT_NODES_KEY, &nodes))
                     .await;
             }
         }
@@ -1368,7 +1396,9 @@ impl<N: Network> Session<N> {
         loop {
             match Arc::try_unwrap(db) {
                 Ok(db) => {
-                    tokio::task::spawn_blocking(move || db.close())
+                    self.shared
+                        .blocking
+                        .run(move || db.close())
                         .await
                         .map_err(|e| SessionError::Io(std::io::Error::other(e)))??;
                     return Ok(());

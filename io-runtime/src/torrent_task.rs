@@ -47,6 +47,7 @@ use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::announce::Announcer;
+use crate::blocking::BlockingMode;
 use crate::dht::DhtHandle;
 use crate::net::{Listener, Network};
 use crate::peer::{self, Local, Timeouts};
@@ -113,6 +114,8 @@ pub(crate) struct Shared<N> {
     pub dht_intervals: (Duration, Duration),
     /// `speed-limit-download` and `speed-limit-upload`.
     pub speed: SpeedLimits,
+    /// Where disk, hashing and database jobs run.
+    pub blocking: BlockingMode,
 }
 
 impl<N> Shared<N> {
@@ -430,7 +433,27 @@ impl<N: Network> Task<N> {
             }
             let deadline = self.machine.poll_timeout().map(|t| self.shared.deadline(t));
             let shutdown_deadline = self.shutdown.as_ref().map(|(_, d)| *d);
+            // Biased, for a deterministic order under simulation: timers first (each fires
+            // once, then re-arms later, so they cannot starve the channels), then commands,
+            // then the peers' inbox.
             tokio::select! {
+                biased;
+                () = sleep_until(shutdown_deadline) => {
+                    self.writes_in_flight = 0;
+                    self.phase = Phase::Idle;
+                    self.finish_shutdown().await;
+                    return;
+                }
+                () = sleep_until(deadline) => {
+                    let now = self.shared.now();
+                    self.machine.handle_timeout(now);
+                }
+                () = sleep_until(self.dht_next) => self.dht_lookup(),
+                _ = resume_tick.tick() => {
+                    if self.dirty || matches!(self.phase, Phase::Running) {
+                        self.write_progress().await;
+                    }
+                }
                 cmd = cmd_rx.recv() => {
                     // `None`: the session is gone without closing; end like a crash.
                     let Some(c) = cmd else {
@@ -440,22 +463,6 @@ impl<N: Network> Task<N> {
                     self.command(c).await;
                 }
                 Some(input) = inbox_rx.recv() => self.input(input).await,
-                () = sleep_until(deadline) => {
-                    let now = self.shared.now();
-                    self.machine.handle_timeout(now);
-                }
-                () = sleep_until(self.dht_next) => self.dht_lookup(),
-                () = sleep_until(shutdown_deadline) => {
-                    self.writes_in_flight = 0;
-                    self.phase = Phase::Idle;
-                    self.finish_shutdown().await;
-                    return;
-                }
-                _ = resume_tick.tick() => {
-                    if self.dirty || matches!(self.phase, Phase::Running) {
-                        self.write_progress().await;
-                    }
-                }
             }
             self.drain().await;
         }
@@ -626,7 +633,11 @@ impl<N: Network> Task<N> {
             Ok(s) => s,
             Err(e) => return self.fail_start(e),
         };
-        let any = tokio::task::spawn_blocking(move || storage.any_file_exists()).await;
+        let any = self
+            .shared
+            .blocking
+            .run(move || storage.any_file_exists())
+            .await;
         match any {
             Ok(Ok(false)) => {
                 self.trusted = true;
@@ -644,7 +655,9 @@ impl<N: Network> Task<N> {
     /// Creates missing files (sparse, full length).
     async fn allocate(&mut self) -> Result<(), String> {
         let storage = self.open_storage()?;
-        tokio::task::spawn_blocking(move || storage.allocate())
+        self.shared
+            .blocking
+            .run(move || storage.allocate())
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())
@@ -673,22 +686,24 @@ impl<N: Network> Task<N> {
         let checked = self.checked.clone();
         let tx = self.inbox_tx.clone();
         let threads = self.shared.hash_threads;
+        let blocking = self.shared.blocking;
         tokio::spawn(async move {
-            let job = tokio::task::spawn_blocking(move || {
-                let opts = VerifyOptions {
-                    threads,
-                    only: None,
-                    cancel: Some(&cancel),
-                };
-                verify(&*storage, &hashes, &opts, |p| {
-                    checked.store(p.checked, Ordering::Relaxed);
-                    shared
-                        .counters
-                        .pieces_checked
-                        .fetch_add(1, Ordering::Relaxed);
+            let job = blocking
+                .run(move || {
+                    let opts = VerifyOptions {
+                        threads,
+                        only: None,
+                        cancel: Some(&cancel),
+                    };
+                    verify(&*storage, &hashes, &opts, |p| {
+                        checked.store(p.checked, Ordering::Relaxed);
+                        shared
+                            .counters
+                            .pieces_checked
+                            .fetch_add(1, Ordering::Relaxed);
+                    })
                 })
-            })
-            .await;
+                .await;
             let result = job.unwrap_or(Err(VerifyError::Cancelled));
             let _ = tx.send(Input::Verified(result)).await;
         });
@@ -1028,22 +1043,24 @@ impl<N: Network> Task<N> {
             return;
         };
         let sem = self.shared.read_sem.clone();
+        let blocking = self.shared.blocking;
         tokio::spawn(async move {
             let Ok(_permit) = sem.acquire_owned().await else {
                 return;
             };
-            let job = tokio::task::spawn_blocking(move || {
-                let (offset, _) = storage
-                    .layout()
-                    .piece(piece)
-                    .ok_or(DiskError(std::io::ErrorKind::InvalidInput))?;
-                let mut buf = BytesMut::zeroed(len as usize);
-                storage
-                    .read(offset + u64::from(begin), &mut buf)
-                    .map_err(|e| disk_error(&e))?;
-                Ok(buf.freeze())
-            })
-            .await;
+            let job = blocking
+                .run(move || {
+                    let (offset, _) = storage
+                        .layout()
+                        .piece(piece)
+                        .ok_or(DiskError(std::io::ErrorKind::InvalidInput))?;
+                    let mut buf = BytesMut::zeroed(len as usize);
+                    storage
+                        .read(offset + u64::from(begin), &mut buf)
+                        .map_err(|e| disk_error(&e))?;
+                    Ok(buf.freeze())
+                })
+                .await;
             let result = job.unwrap_or(Err(DiskError(std::io::ErrorKind::Interrupted)));
             let _ = tx
                 .send(Input::BlockRead {
@@ -1077,10 +1094,10 @@ impl<N: Network> Task<N> {
                 return;
             };
             let counters = shared.clone();
-            let job = tokio::task::spawn_blocking(move || {
-                hash_and_write(&*storage, piece, &expected, blocks, begins.as_deref())
-            })
-            .await;
+            let job = shared
+                .blocking
+                .run(move || hash_and_write(&*storage, piece, &expected, blocks, begins.as_deref()))
+                .await;
             let result = job.unwrap_or(Err(DiskError(std::io::ErrorKind::Interrupted)));
             if result == Ok(true) {
                 counters
@@ -1102,19 +1119,22 @@ impl<N: Network> Task<N> {
                 let clear_started = self.stop_after_metadata;
                 let id = self.id.clone();
                 if let Ok(db) = self.shared.db() {
-                    let r = tokio::task::spawn_blocking(move || {
-                        db.update_torrent(&id, |r| {
-                            r.info = info_bytes.to_vec();
-                            if let Some(n) = name {
-                                r.name = n;
-                            }
-                            if clear_started {
-                                r.started = false;
-                                r.stop_after_metadata = false;
-                            }
+                    let r = self
+                        .shared
+                        .blocking
+                        .run(move || {
+                            db.update_torrent(&id, |r| {
+                                r.info = info_bytes.to_vec();
+                                if let Some(n) = name {
+                                    r.name = n;
+                                }
+                                if clear_started {
+                                    r.started = false;
+                                    r.stop_after_metadata = false;
+                                }
+                            })
                         })
-                    })
-                    .await;
+                        .await;
                     if let Ok(Err(e)) = r {
                         self.error = Some(e.to_string());
                     }
@@ -1135,13 +1155,16 @@ impl<N: Network> Task<N> {
                     self.stop_after_download = false;
                     let id = self.id.clone();
                     if let Ok(db) = self.shared.db() {
-                        let _ = tokio::task::spawn_blocking(move || {
-                            db.update_torrent(&id, |r| {
-                                r.started = false;
-                                r.stop_after_download = false;
+                        let _ = self
+                            .shared
+                            .blocking
+                            .run(move || {
+                                db.update_torrent(&id, |r| {
+                                    r.started = false;
+                                    r.stop_after_download = false;
+                                })
                             })
-                        })
-                        .await;
+                            .await;
                     }
                 }
                 self.shared.emit(SessionEvent::Completed {
@@ -1226,13 +1249,16 @@ impl<N: Network> Task<N> {
         };
         let storage = self.storage.clone();
         let id = self.id.clone();
-        let r = tokio::task::spawn_blocking(move || -> Result<(), String> {
-            if let Some(s) = storage {
-                s.flush().map_err(|e| e.to_string())?;
-            }
-            db.put_progress(&id, &progress).map_err(|e| e.to_string())
-        })
-        .await;
+        let r = self
+            .shared
+            .blocking
+            .run(move || -> Result<(), String> {
+                if let Some(s) = storage {
+                    s.flush().map_err(|e| e.to_string())?;
+                }
+                db.put_progress(&id, &progress).map_err(|e| e.to_string())
+            })
+            .await;
         match r {
             Ok(Ok(())) => self.dirty = false,
             Ok(Err(e)) => self.error = Some(e),

@@ -13,6 +13,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use rain_proto::dht::DhtConfig;
 use rain_proto::rng::Seed;
 use rain_runtime::announce::NoAnnouncer;
+use rain_runtime::blocking::BlockingMode;
 use rain_runtime::dht::{DhtHandle, DhtSettings};
 use rain_runtime::session::{AddOptions, Session, SessionConfig, SessionEvent};
 use sha1::{Digest, Sha1};
@@ -383,6 +384,9 @@ pub fn session_config(dir: &Path, seed: u64) -> SessionConfig {
         resume_write_interval: Duration::from_secs(5),
         hash_threads: 1,
         seed: Some(seed),
+        // Disk, hashing and database jobs on the host's own task: a blocking-pool thread
+        // finishes at a real-time moment, which would make the event order unreproducible.
+        blocking: BlockingMode::Inline,
         ..SessionConfig::default()
     }
 }

@@ -1,19 +1,12 @@
 //! Reproducibility (issue #9, DESIGN.md §4): the same seed gives the same scenario, the same
 //! payload and torrent, and the same outcome.
 //!
-//! What is and is not deterministic today: turmoil's network (latencies, delivery order) is
-//! seeded, every rain session is seeded (`SessionConfig::seed`), and hosts are stepped in a
-//! fixed order. Two things in io-runtime are not under the simulator's control, so the *timed*
-//! trace of a swarm can still differ between two runs of one seed:
-//! 1. `tokio::select!` without `biased;` (torrent task, peer task, UDP tracker) picks among
-//!    ready branches with the runtime's RNG, which tokio seeds from the OS unless built with
-//!    `--cfg tokio_unstable` (only then does turmoil's `rng_seed` reach it);
-//! 2. hashing, disk writes and resume-database writes run on `spawn_blocking` threads; when a
-//!    job finishes relative to the other tasks of the same simulated instant is a real-time
-//!    race (tokio holds simulated time still while a blocking job runs, so the simulated
-//!    *times* barely move, but the order of work inside a tick does).
-//!
-//! The tests here assert what holds now; the timed-trace comparison waits for that fix.
+//! Everything a simulated swarm does is a function of its seed: turmoil's network (latencies,
+//! delivery order) is seeded, every rain session is seeded (`SessionConfig::seed`), hosts are
+//! stepped in a fixed order, io-runtime's `select!` loops are `biased;` (tokio would otherwise
+//! pick among ready branches with an OS-seeded RNG), and disk, hashing and database jobs run
+//! inline (`BlockingMode::Inline`) instead of on blocking-pool threads that finish at
+//! real-time moments. So two runs of one seed produce the same timed trace, event for event.
 
 use rain_sim::{ContentSpec, Outcome, Scenario, run, seed_from_env};
 
@@ -44,19 +37,30 @@ fn same_seed_same_scenario_and_torrent() {
 }
 
 #[test]
-fn same_seed_same_outcome() {
+fn same_seed_same_timed_trace() {
     let s = swarm(seed_from_env(0xd37e_0002));
     let a = run_ok(&s);
     let b = run_ok(&s);
-    assert_eq!(
-        a.outcome_hash(),
-        b.outcome_hash(),
-        "what each host lived through differs between two runs of one seed"
-    );
     assert_eq!(a.completed.len(), 8);
+    if a.trace_hash() != b.trace_hash() {
+        let first = a
+            .trace
+            .iter()
+            .zip(&b.trace)
+            .position(|(x, y)| x.to_string() != y.to_string());
+        panic!(
+            "two runs of one seed differ (first at event {first:?}: {:?} vs {:?})",
+            first.map(|i| a.trace[i].to_string()),
+            first.map(|i| b.trace[i].to_string()),
+        );
+    }
+    assert_eq!(a.outcome_hash(), b.outcome_hash());
+    assert_eq!(a.steps, b.steps, "the same number of simulation steps");
 }
 
-// Not yet tested: the *timed* trace of one seed is not reproducible, because io-runtime's
-// select! loops are not `biased;` and hashing/disk jobs run on spawn_blocking threads whose
-// completion order is a real-time race. The fix (biased selects, and an inline-blocking mode
-// for simulation) is in io-runtime; the comparison belongs here once it lands.
+#[test]
+fn different_seeds_differ() {
+    let a = run_ok(&swarm(0xd37e_0003));
+    let b = run_ok(&swarm(0xd37e_0004));
+    assert_ne!(a.trace_hash(), b.trace_hash(), "the seed drives the run");
+}
