@@ -1,7 +1,8 @@
 //! Misbehaving peers: small hosts that speak the peer wire protocol with [`rain_proto::wire`]
 //! and then lie. A [`Misbehaviour::Corrupt`] peer claims every piece and answers each request
 //! with random bytes; a [`Misbehaviour::Stall`] peer claims every piece, unchokes, and never
-//! answers a request.
+//! answers a request; a [`Misbehaviour::Flood`] peer claims nothing and sends requests as fast
+//! as its link takes them, far past any request queue.
 //!
 //! They dial the honest peers (an incoming plaintext connection, which every rain session
 //! accepts) and redial a few times after being dropped, so bans are exercised too.
@@ -26,7 +27,19 @@ pub enum Misbehaviour {
     Corrupt,
     /// Never serves a block.
     Stall,
+    /// Has nothing and floods requests (and reads what it is sent, so it is never the one
+    /// that stalls the connection).
+    Flood,
 }
+
+/// Requests a flooding peer writes at once.
+pub const FLOOD_BATCH: usize = 512;
+/// Batches a flooding peer writes per connection.
+pub const FLOOD_BATCHES: usize = 200;
+/// The block size of flood requests.
+const BLOCK: u32 = 16 * 1024;
+/// Pause between two flood batches.
+pub const FLOOD_PAUSE: Duration = Duration::from_millis(20);
 
 /// Times a misbehaving peer dials each target (the first dial and the redials after drops).
 pub const DIALS_PER_TARGET: usize = 3;
@@ -42,12 +55,16 @@ pub struct EvilPeer {
     pub info_hash: InfoHash,
     /// Its piece count (for the bitfield).
     pub pieces: u32,
+    /// Its piece length (for valid requests).
+    pub piece_length: u32,
     /// `host:port` of each peer to pester.
     pub targets: Vec<String>,
     /// Seed of its peer id and garbage.
     pub seed: u64,
     /// Counts the corrupt blocks sent (shared by all misbehaving hosts of a run).
     pub served: Arc<AtomicU64>,
+    /// Counts the flood requests sent (shared by all misbehaving hosts of a run).
+    pub flooded: Arc<AtomicU64>,
 }
 
 impl EvilPeer {
@@ -88,6 +105,9 @@ impl EvilPeer {
             return Ok(());
         }
         let mut bits = vec![0u8; self.pieces.div_ceil(8) as usize];
+        if self.kind == Misbehaviour::Flood {
+            return self.flood(s, bits, rng).await;
+        }
         for i in 0..self.pieces {
             bits[(i / 8) as usize] |= 0x80 >> (i % 8);
         }
@@ -122,5 +142,51 @@ impl EvilPeer {
                 Decode::Invalid(_) => return Ok(()),
             }
         }
+    }
+
+    /// Says it has nothing, is interested, then writes [`FLOOD_BATCHES`] batches of
+    /// [`FLOOD_BATCH`] valid requests (a random block of a random piece but the last), reading
+    /// and dropping whatever comes back.
+    async fn flood(
+        &self,
+        s: turmoil::net::TcpStream,
+        empty_bitfield: Vec<u8>,
+        rng: &mut Rng,
+    ) -> std::io::Result<()> {
+        let (mut rx, mut tx) = s.into_split();
+        let drain = tokio::task::spawn_local(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            while matches!(rx.read(&mut buf).await, Ok(n) if n > 0) {}
+        });
+        let mut out = BytesMut::new();
+        Message::Bitfield(Bytes::from(empty_bitfield)).encode(&mut out);
+        Message::Interested.encode(&mut out);
+        let result = async {
+            tx.write_all(&out).await?;
+            // Every piece but the last is whole.
+            let whole = self.pieces.saturating_sub(1).max(1);
+            let blocks = (self.piece_length / BLOCK).max(1);
+            for _ in 0..FLOOD_BATCHES {
+                out.clear();
+                for _ in 0..FLOOD_BATCH {
+                    let index = rng.below(u64::from(whole)) as u32;
+                    let begin = rng.below(u64::from(blocks)) as u32 * BLOCK;
+                    Message::Request(rain_proto::wire::Block {
+                        index,
+                        begin,
+                        length: BLOCK,
+                    })
+                    .encode(&mut out);
+                }
+                tx.write_all(&out).await?;
+                self.flooded
+                    .fetch_add(FLOOD_BATCH as u64, Ordering::Relaxed);
+                tokio::time::sleep(FLOOD_PAUSE).await;
+            }
+            Ok(())
+        }
+        .await;
+        drain.abort();
+        result
     }
 }

@@ -4,14 +4,16 @@
 //!   simulated host runs a real [`rain_runtime::session::Session`] (real torrent and peer
 //!   tasks, real files and resume database in a temporary directory per host).
 //! - [`content`]: torrents of random sizes, piece lengths and file layouts from a seed.
-//! - [`evil`]: hosts that speak the wire protocol and serve corrupt blocks or stall.
+//! - [`evil`]: hosts that speak the wire protocol and serve corrupt blocks, stall, or flood
+//!   requests.
 //! - [`scenario`]: who is in the swarm and the fault plan (latency and jitter per link,
 //!   partitions that heal, crashes with restart from the resume store), from one seed; with
 //!   [`Scenario::dht`], peers find each other through the DHT only (a bare DHT node on the host
 //!   `router` to bootstrap from, and optionally DHT nodes that never answer).
 //! - [`run`]: runs a scenario, checks liveness (every leecher completes within a simulated-time
-//!   budget once the faults stop) and safety (every leecher's bytes equal the source), and
-//!   returns the event trace with its hash.
+//!   budget once the faults stop) and safety (every leecher's bytes equal the source, and
+//!   [`safety`] checks on every host's statistics sample), and returns the event trace with
+//!   its hash.
 //!
 //! Every run prints its scenario, seed first; `RAIN_SIM_SEED=<seed>` replays one
 //! ([`scenario::seed_from_env`]).
@@ -20,6 +22,7 @@ pub mod content;
 pub mod evil;
 pub mod net;
 pub mod run;
+pub mod safety;
 pub mod scenario;
 
 pub use content::{Content, ContentSpec};

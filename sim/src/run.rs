@@ -22,6 +22,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::content::Content;
 use crate::evil::{EvilPeer, Misbehaviour};
 use crate::net::TurmoilNet;
+use crate::safety::{Bounds, PeerLoad, violations};
 use crate::scenario::{Fault, HostId, SEED_ENV, Scenario};
 
 /// The port every simulated session listens on (each host has one torrent).
@@ -77,6 +78,8 @@ pub struct Outcome {
     pub reports: BTreeMap<HostId, HostReport>,
     /// Blocks the corrupt peers served.
     pub corrupt_blocks_served: u64,
+    /// Requests the flooding peers sent.
+    pub flood_requests_sent: u64,
     /// Datagrams the silent DHT nodes received (and dropped).
     pub silent_dht_datagrams: u64,
     /// Simulated time of the whole run.
@@ -142,6 +145,13 @@ pub enum SimError {
         /// The incomplete leechers' last sampled statistics.
         stats: Vec<String>,
     },
+    /// A host's statistics broke a safety check ([`crate::safety`]) during the run.
+    Unsafe {
+        /// The seed.
+        seed: u64,
+        /// Each violation with its time and host.
+        violations: Vec<String>,
+    },
     /// A leecher that reported completion holds different bytes than the source.
     Safety {
         /// The seed.
@@ -176,6 +186,11 @@ impl fmt::Display for SimError {
                 tail.join("\n"),
                 stats.join("\n")
             ),
+            SimError::Unsafe { seed, violations } => write!(
+                f,
+                "seed {seed}: safety checks failed during the run (replay: {SEED_ENV}={seed}):\n{}",
+                violations.join("\n")
+            ),
             SimError::Safety { seed, host, diff } => write!(
                 f,
                 "seed {seed}: safety: {host} completed with wrong data: {diff} (replay: \
@@ -200,10 +215,13 @@ struct Board {
     /// Each host's latest torrent statistics, sampled every [`STATS_INTERVAL`] (for failure
     /// reports only: they are not part of the trace).
     last_stats: BTreeMap<String, String>,
+    /// Safety violations seen in the samples, with host and time.
+    unsafe_samples: Vec<String>,
 }
 
-/// How often each host samples its statistics for failure reports.
-pub const STATS_INTERVAL: Duration = Duration::from_secs(10);
+/// How often each host samples its statistics, for the safety checks ([`crate::safety`]) and
+/// for failure reports.
+pub const STATS_INTERVAL: Duration = Duration::from_millis(200);
 
 /// A session's torrent counters at the moment it reported completion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -287,6 +305,8 @@ impl PeerHost {
         if let Some(bootstrap) = &self.dht {
             enable_dht(&mut config, bootstrap.clone());
         }
+        let bounds = Bounds::of(&config);
+        let mut prev_bytes = None;
         let session = Session::with_parts(config, self.net.clone(), Arc::new(NoAnnouncer)).await?;
         let mut events = session.subscribe();
         if session.get(TORRENT_ID).is_none() {
@@ -311,11 +331,19 @@ impl PeerHost {
                 _ = sample.tick() => {
                     if let Ok(st) = session.stats(TORRENT_ID).await {
                         let s = &st.stats;
+                        let views = session.peers(TORRENT_ID).await.unwrap_or_default();
+                        let loads: Vec<PeerLoad> = views.iter().map(PeerLoad::from).collect();
+                        let broken =
+                            violations(&bounds, prev_bytes.as_ref(), &s.pieces, &s.bytes, &loads);
+                        prev_bytes = Some(s.bytes);
+                        if !broken.is_empty() {
+                            let at = sim_now();
+                            lock(&self.board).unsafe_samples.extend(
+                                broken.into_iter().map(|b| format!("{at:?} {}: {b}", self.name)),
+                            );
+                        }
                         // Each peer as addr/flags/requests out/in: s seed, c chokes us, n snubbed, C we choke.
-                        let peers: Vec<String> = session
-                            .peers(TORRENT_ID)
-                            .await
-                            .unwrap_or_default()
+                        let peers: Vec<String> = views
                             .iter()
                             .map(|p| {
                                 let flag = |on: bool, c: char| if on { c } else { '-' };
@@ -558,19 +586,30 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
         sim.host(host.name(), move || ctx.clone().run());
     }
     let served = Arc::new(AtomicU64::new(0));
+    let flooded = Arc::new(AtomicU64::new(0));
     let evil = (0..scenario.corrupt_peers)
         .map(|i| (HostId::Corrupt(i), Misbehaviour::Corrupt))
-        .chain((0..scenario.stall_peers).map(|i| (HostId::Stall(i), Misbehaviour::Stall)));
+        .chain((0..scenario.stall_peers).map(|i| (HostId::Stall(i), Misbehaviour::Stall)))
+        .chain((0..scenario.flood_peers).map(|i| (HostId::Flood(i), Misbehaviour::Flood)));
     for (host, kind) in evil {
+        // Liars pester the leechers; a flooder wants data, so every honest host.
+        let targets = if kind == Misbehaviour::Flood {
+            scenario.honest_hosts()
+        } else {
+            (0..scenario.leechers).map(HostId::Leecher).collect()
+        };
         let peer = EvilPeer {
             kind,
             info_hash: content.info_hash,
             pieces: content.pieces,
-            targets: (0..scenario.leechers)
-                .map(|i| format!("{}:{PORT}", HostId::Leecher(i).name()))
+            piece_length: content.spec.piece_length,
+            targets: targets
+                .iter()
+                .map(|h| format!("{}:{PORT}", h.name()))
                 .collect(),
             seed: host_seed(seed, host),
             served: served.clone(),
+            flooded: flooded.clone(),
         };
         let net = net.clone();
         sim.host(host.name(), move || {
@@ -693,6 +732,12 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
         })?;
     }
     let board = std::mem::take(&mut *lock(&board));
+    if !board.unsafe_samples.is_empty() {
+        return Err(SimError::Unsafe {
+            seed,
+            violations: board.unsafe_samples,
+        });
+    }
     let by_name = |name: &str| leechers.iter().find(|h| h.name() == name).copied();
     let completed = board
         .completed
@@ -722,6 +767,7 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
         completed,
         reports,
         corrupt_blocks_served: served.load(Ordering::Relaxed),
+        flood_requests_sent: flooded.load(Ordering::Relaxed),
         silent_dht_datagrams: silent_received.load(Ordering::Relaxed),
         elapsed,
         steps,

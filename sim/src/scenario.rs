@@ -39,6 +39,8 @@ pub enum HostId {
     Corrupt(usize),
     /// A peer that never serves.
     Stall(usize),
+    /// A peer that floods requests.
+    Flood(usize),
     /// The bare DHT node every rain host bootstraps from (only when [`Scenario::dht`] is set).
     DhtRouter,
     /// A host that binds the DHT port and never answers (only when [`Scenario::dht`] is set).
@@ -53,6 +55,7 @@ impl HostId {
             HostId::Leecher(i) => format!("leech{i}"),
             HostId::Corrupt(i) => format!("corrupt{i}"),
             HostId::Stall(i) => format!("stall{i}"),
+            HostId::Flood(i) => format!("flood{i}"),
             HostId::DhtRouter => "router".to_owned(),
             HostId::SilentDht(i) => format!("silent{i}"),
         }
@@ -133,6 +136,8 @@ pub struct Scenario {
     pub corrupt_peers: usize,
     /// Peers that never serve.
     pub stall_peers: usize,
+    /// Peers that flood every honest host with requests.
+    pub flood_peers: usize,
     /// How many earlier leechers each leecher is introduced to (besides every seeder).
     pub leecher_links: usize,
     /// Default latency of every link (min, max).
@@ -159,7 +164,7 @@ impl fmt::Debug for Scenario {
         write!(
             f,
             "seed={} (0x{:x}) content=[{:?}] seeders={} leechers={} (magnet {}) corrupt={} \
-             stall={} leecher_links={} dht={} silent_dht={} latency={:?}..{:?} budget={:?} \
+             stall={} flood={} leecher_links={} dht={} silent_dht={} latency={:?}..{:?} budget={:?} \
              tick={:?} faults={:?}",
             self.seed,
             self.seed,
@@ -169,6 +174,7 @@ impl fmt::Debug for Scenario {
             self.magnet_leechers,
             self.corrupt_peers,
             self.stall_peers,
+            self.flood_peers,
             self.leecher_links,
             self.dht,
             self.silent_dht_nodes,
@@ -193,6 +199,7 @@ impl Scenario {
             magnet_leechers: 0,
             corrupt_peers: 0,
             stall_peers: 0,
+            flood_peers: 0,
             leecher_links: 3,
             latency: (Duration::from_millis(5), Duration::from_millis(25)),
             faults: Vec::new(),
@@ -204,7 +211,8 @@ impl Scenario {
     }
 
     /// A random scenario: 1–2 seeders, 1–6 leechers (some from magnets), now and then a
-    /// corrupt or stalling peer, per-link latencies, and at most one partition and one crash.
+    /// corrupt, stalling or flooding peer, per-link latencies, and at most one partition and
+    /// one crash.
     /// In one scenario of three the peers find each other through the DHT only (with up to
     /// two silent DHT nodes); otherwise they are introduced directly.
     pub fn random(seed: u64) -> Self {
@@ -253,6 +261,7 @@ impl Scenario {
             s.dht = true;
             s.silent_dht_nodes = rng.below(3) as usize;
         }
+        s.flood_peers = usize::from(rng.below(5) == 0);
         s
     }
 
@@ -277,6 +286,12 @@ impl Scenario {
     /// Sets the number of corrupt peers.
     pub fn corrupt_peers(mut self, n: usize) -> Self {
         self.corrupt_peers = n;
+        self
+    }
+
+    /// Sets the number of peers flooding requests.
+    pub fn flood_peers(mut self, n: usize) -> Self {
+        self.flood_peers = n;
         self
     }
 
@@ -329,6 +344,7 @@ impl Scenario {
         let mut h = self.honest_hosts();
         h.extend((0..self.corrupt_peers).map(HostId::Corrupt));
         h.extend((0..self.stall_peers).map(HostId::Stall));
+        h.extend((0..self.flood_peers).map(HostId::Flood));
         h.extend(self.dht_hosts());
         h
     }

@@ -164,6 +164,25 @@ fn stalling_peers_do_not_block_completion() {
     assert_eq!(out.completed.len(), 4);
 }
 
+/// Two peers flood every honest host with requests for random blocks, far past
+/// `max-requests-in` (the payload has more distinct blocks than that bound); the request
+/// queues stay bounded (the per-sample safety checks) and every leecher still completes.
+#[test]
+fn flooding_peers_are_bounded_and_do_not_block_completion() {
+    let seed = seed_from_env(0x5eed_0009);
+    let s = Scenario::new(seed)
+        .leechers(3)
+        .flood_peers(2)
+        .content(ContentSpec::single(seed, 6 << 20, 64 << 10));
+    let out = run_ok(&s);
+    assert_eq!(out.completed.len(), 3);
+    assert!(
+        out.flood_requests_sent > 10_000,
+        "the flood was real: {} requests",
+        out.flood_requests_sent
+    );
+}
+
 #[test]
 fn jittery_links_and_a_corrupt_peer_with_magnets() {
     let seed = seed_from_env(0x5eed_0007);
