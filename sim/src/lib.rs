@@ -3,13 +3,14 @@
 //! - [`net::TurmoilNet`]: the runtime's network trait over turmoil's simulated TCP, so every
 //!   simulated host runs a real [`rain_runtime::session::Session`] (real torrent and peer
 //!   tasks, real files and resume database in a temporary directory per host).
+//! - [`throttle`]: bandwidth faults, a host's uplink as a token bucket in simulated time.
 //! - [`content`]: torrents of random sizes, piece lengths and file layouts from a seed.
 //! - [`evil`]: hosts that speak the wire protocol and serve corrupt blocks, stall, or flood
 //!   requests.
 //! - [`scenario`]: who is in the swarm and the fault plan (latency and jitter per link,
-//!   partitions that heal, crashes with restart from the resume store), from one seed; with
-//!   [`Scenario::dht`], peers find each other through the DHT only (a bare DHT node on the host
-//!   `router` to bootstrap from, and optionally DHT nodes that never answer).
+//!   partitions that heal, crashes with restart from the resume store, slow uplinks), from one
+//!   seed; with [`Scenario::dht`], peers find each other through the DHT only (a bare DHT node
+//!   on the host `router` to bootstrap from, and optionally DHT nodes that never answer).
 //! - [`run`]: runs a scenario, checks liveness (every leecher completes within a simulated-time
 //!   budget once the faults stop) and safety (every leecher's bytes equal the source, and
 //!   [`safety`] checks on every host's statistics sample), and returns the event trace with
@@ -24,6 +25,7 @@ pub mod net;
 pub mod run;
 pub mod safety;
 pub mod scenario;
+pub mod throttle;
 
 pub use content::{Content, ContentSpec};
 pub use run::{HostReport, Outcome, SimError, TraceEvent, run};

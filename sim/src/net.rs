@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use rain_runtime::net::{Datagram, Listener, Network};
 
+use crate::throttle::{SimStream, Uplink};
+
 /// The simulated network of the current turmoil host.
 ///
 /// turmoil's DNS gives a fresh address to any name it is asked about, so a resolver that
@@ -19,6 +21,8 @@ use rain_runtime::net::{Datagram, Listener, Network};
 #[derive(Debug, Clone, Default)]
 pub struct TurmoilNet {
     hosts: Option<Arc<BTreeSet<String>>>,
+    /// The host's upload bandwidth, if limited.
+    uplink: Option<Arc<Uplink>>,
 }
 
 impl TurmoilNet {
@@ -31,6 +35,15 @@ impl TurmoilNet {
     pub fn with_hosts(hosts: impl IntoIterator<Item = String>) -> Self {
         TurmoilNet {
             hosts: Some(Arc::new(hosts.into_iter().collect())),
+            uplink: None,
+        }
+    }
+
+    /// The same network for one host whose TCP writes share an uplink of `bytes_per_sec`.
+    pub fn with_uplink(&self, bytes_per_sec: u64) -> Self {
+        TurmoilNet {
+            hosts: self.hosts.clone(),
+            uplink: Some(Uplink::new(bytes_per_sec)),
         }
     }
 
@@ -54,7 +67,7 @@ impl TurmoilNet {
 }
 
 /// A listening socket on the simulated network.
-pub struct TurmoilListener(turmoil::net::TcpListener);
+pub struct TurmoilListener(turmoil::net::TcpListener, Option<Arc<Uplink>>);
 
 impl std::fmt::Debug for TurmoilListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -65,18 +78,18 @@ impl std::fmt::Debug for TurmoilListener {
 }
 
 impl Network for TurmoilNet {
-    type Stream = turmoil::net::TcpStream;
+    type Stream = SimStream;
     type Listener = TurmoilListener;
     type Udp = TurmoilUdp;
 
     async fn connect(&self, addr: SocketAddr) -> io::Result<Self::Stream> {
-        turmoil::net::TcpStream::connect(addr).await
+        let s = turmoil::net::TcpStream::connect(addr).await?;
+        Ok(SimStream::new(s, self.uplink.clone()))
     }
 
     async fn listen(&self, addr: SocketAddr) -> io::Result<Self::Listener> {
-        turmoil::net::TcpListener::bind(addr)
-            .await
-            .map(TurmoilListener)
+        let l = turmoil::net::TcpListener::bind(addr).await?;
+        Ok(TurmoilListener(l, self.uplink.clone()))
     }
 
     async fn resolve(&self, host: &str) -> io::Result<Vec<SocketAddr>> {
@@ -114,10 +127,11 @@ impl Datagram for TurmoilUdp {
 }
 
 impl Listener for TurmoilListener {
-    type Stream = turmoil::net::TcpStream;
+    type Stream = SimStream;
 
     async fn accept(&mut self) -> io::Result<(Self::Stream, SocketAddr)> {
-        self.0.accept().await
+        let (s, from) = self.0.accept().await?;
+        Ok((SimStream::new(s, self.1.clone()), from))
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {

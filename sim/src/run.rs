@@ -491,6 +491,17 @@ enum Action {
     Restart(HostId),
 }
 
+/// The uplink bandwidth of `host`, if a fault limits it.
+fn uplink_of(s: &Scenario, host: HostId) -> Option<u64> {
+    s.faults.iter().find_map(|f| match f {
+        Fault::Uplink {
+            host: h,
+            bytes_per_sec,
+        } if *h == host => Some(*bytes_per_sec),
+        _ => None,
+    })
+}
+
 fn schedule(s: &Scenario) -> Vec<(Duration, Action)> {
     let mut plan = Vec::new();
     for f in &s.faults {
@@ -505,7 +516,7 @@ fn schedule(s: &Scenario) -> Vec<(Duration, Action)> {
                     plan.push((*r, Action::Restart(*host)));
                 }
             }
-            Fault::Link { .. } => {}
+            Fault::Link { .. } | Fault::Uplink { .. } => {}
         }
     }
     plan.sort_by_key(|(t, _)| *t);
@@ -580,7 +591,7 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
             magnet: !seeder && index < scenario.magnet_leechers,
             peers,
             dht: scenario.dht.then(|| dht_bootstrap.clone()),
-            net: net.clone(),
+            net: uplink_of(scenario, host).map_or_else(|| net.clone(), |r| net.with_uplink(r)),
             board: board.clone(),
         };
         sim.host(host.name(), move || ctx.clone().run());
@@ -684,20 +695,15 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
                 .iter()
                 .map(ToString::to_string)
                 .collect();
-            // With the DHT, the seeders' and the router's view tell whether peers were found.
-            let dht_hosts = scenario
-                .dht
-                .then(|| {
-                    (0..scenario.seeders)
-                        .map(HostId::Seeder)
-                        .chain([HostId::DhtRouter])
-                })
-                .into_iter()
-                .flatten();
+            // The seeders' view tells who they serve; with the DHT, the router's whether peers
+            // were found.
+            let others = (0..scenario.seeders)
+                .map(HostId::Seeder)
+                .chain(scenario.dht.then_some(HostId::DhtRouter));
             let stats = pending
                 .iter()
                 .copied()
-                .chain(dht_hosts)
+                .chain(others)
                 .map(|h| {
                     let s = b.last_stats.get(&h.name()).map_or("-", String::as_str);
                     format!("{h}: {s}")

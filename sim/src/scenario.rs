@@ -105,6 +105,13 @@ pub enum Fault {
         /// Most latency (jitter is `max - min`).
         max: Duration,
     },
+    /// Everything `host` sends over TCP shares an uplink of `bytes_per_sec` for the whole run.
+    Uplink {
+        /// Which host.
+        host: HostId,
+        /// Its upload bandwidth.
+        bytes_per_sec: u64,
+    },
 }
 
 impl Fault {
@@ -113,7 +120,7 @@ impl Fault {
         match self {
             Fault::Partition { until, .. } => *until,
             Fault::Crash { at, restart, .. } => restart.unwrap_or(*at),
-            Fault::Link { .. } => Duration::ZERO,
+            Fault::Link { .. } | Fault::Uplink { .. } => Duration::ZERO,
         }
     }
 }
@@ -211,8 +218,8 @@ impl Scenario {
     }
 
     /// A random scenario: 1–2 seeders, 1–6 leechers (some from magnets), now and then a
-    /// corrupt, stalling or flooding peer, per-link latencies, and at most one partition and
-    /// one crash.
+    /// corrupt, stalling or flooding peer, per-link latencies, at most one partition and one
+    /// crash, and now and then a host with a slow uplink.
     /// In one scenario of three the peers find each other through the DHT only (with up to
     /// two silent DHT nodes); otherwise they are introduced directly.
     pub fn random(seed: u64) -> Self {
@@ -262,6 +269,14 @@ impl Scenario {
             s.silent_dht_nodes = rng.below(3) as usize;
         }
         s.flood_peers = usize::from(rng.below(5) == 0);
+        if rng.below(4) == 0 {
+            let host = hosts[rng.below(hosts.len() as u64) as usize];
+            let bytes_per_sec = (256 + rng.below(1024)) * 1024;
+            s.faults.push(Fault::Uplink {
+                host,
+                bytes_per_sec,
+            });
+        }
         s
     }
 

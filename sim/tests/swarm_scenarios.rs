@@ -183,6 +183,31 @@ fn flooding_peers_are_bounded_and_do_not_block_completion() {
     );
 }
 
+/// The only seeder has a 128 KiB/s uplink: the leechers complete, and not before the seeder
+/// could have sent the payload once (so the limit was real).
+#[test]
+fn slow_seeder_uplink() {
+    let seed = seed_from_env(0x5eed_000a);
+    let rate = 128 * 1024;
+    let size = 1 << 20;
+    let mut s = Scenario::new(seed)
+        .leechers(3)
+        .content(ContentSpec::single(seed, size, 32 << 10));
+    s.faults.push(Fault::Uplink {
+        host: HostId::Seeder(0),
+        bytes_per_sec: rate,
+    });
+    let out = run_ok(&s);
+    assert_eq!(out.completed.len(), 3);
+    let first = out.completed.values().min().copied().unwrap_or_default();
+    // Less the burst the bucket starts with.
+    let floor = Duration::from_secs_f64((size - 64 * 1024) as f64 / rate as f64);
+    assert!(
+        first >= floor,
+        "first leecher done at {first:?}, before {floor:?}"
+    );
+}
+
 #[test]
 fn jittery_links_and_a_corrupt_peer_with_magnets() {
     let seed = seed_from_env(0x5eed_0007);
