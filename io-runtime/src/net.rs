@@ -24,6 +24,17 @@ pub trait Network: Clone + Send + Sync + 'static {
     fn resolve(&self, host: &str) -> impl Future<Output = io::Result<Vec<SocketAddr>>> + Send;
     /// Binds a UDP socket.
     fn bind_udp(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Udp>> + Send;
+    /// Binds a UDP socket on an IPv6 address that receives IPv6 only (`IPV6_V6ONLY`), so that
+    /// it can share its port with an IPv4 socket bound on `0.0.0.0` (the DHT's BEP 32 second
+    /// socket). A network without IPv6 answers `Unsupported`, which is the default.
+    fn bind_udp6(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Udp>> + Send {
+        async move {
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("no IPv6 on this network (binding {addr})"),
+            ))
+        }
+    }
 }
 
 /// A bound UDP socket (the DHT's).
@@ -76,6 +87,25 @@ impl Network for TokioNet {
 
     async fn bind_udp(&self, addr: SocketAddr) -> io::Result<Self::Udp> {
         tokio::net::UdpSocket::bind(addr).await
+    }
+
+    async fn bind_udp6(&self, addr: SocketAddr) -> io::Result<Self::Udp> {
+        use rustix::net::{AddressFamily, SocketFlags, SocketType, bind, socket_with, sockopt};
+        if !addr.is_ipv6() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not an IPv6 address: {addr}"),
+            ));
+        }
+        let fd = socket_with(
+            AddressFamily::INET6,
+            SocketType::DGRAM,
+            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+            None,
+        )?;
+        sockopt::set_ipv6_v6only(&fd, true)?;
+        bind(&fd, &addr)?;
+        tokio::net::UdpSocket::from_std(std::net::UdpSocket::from(fd))
     }
 }
 

@@ -101,6 +101,10 @@ pub struct SessionConfig {
     pub dht_host: IpAddr,
     /// `dht-port`: the DHT's UDP port (0: any), also sent in `port` messages.
     pub dht_port: u16,
+    /// BEP 32: the IPv6 address of the DHT's second, IPv6-only UDP socket (on `dht-port` when
+    /// free); `None` keeps the DHT on IPv4. Ignored when `dht-host` is itself IPv6. Failing to
+    /// bind it is logged, not an error.
+    pub dht_host6: Option<IpAddr>,
     /// `dht-announce-interval`: a torrent's DHT lookup period.
     pub dht_announce_interval: Duration,
     /// `dht-min-announce-interval`: the period while the torrent needs more peers.
@@ -209,6 +213,7 @@ impl Default for SessionConfig {
             dht_enabled: false,
             dht_host: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             dht_port: 7246,
+            dht_host6: Some(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)),
             dht_announce_interval: Duration::from_secs(30 * 60),
             dht_min_announce_interval: Duration::from_secs(60),
             dht_bootstrap_nodes: Vec::new(),
@@ -572,7 +577,7 @@ async fn start_dht<N: Network>(
         saved_nodes: saved,
         config: DhtConfig::default(),
     };
-    DhtHandle::start(net.clone(), settings, seed, epoch)
+    DhtHandle::start_dual_stack(net.clone(), settings, config.dht_host6, seed, epoch)
         .await
         .map_err(|e| {
             SessionError::Io(std::io::Error::new(
@@ -1421,6 +1426,11 @@ impl<N: Network> Session<N> {
     /// The DHT node's UDP port, if the DHT runs.
     pub fn dht_port(&self) -> Option<u16> {
         self.shared.dht.as_ref().map(DhtHandle::port)
+    }
+
+    /// The DHT node's IPv6 UDP port, if the DHT runs with an IPv6 socket (BEP 32).
+    pub fn dht_port6(&self) -> Option<u16> {
+        self.shared.dht.as_ref().and_then(DhtHandle::port6)
     }
 
     /// A torrent's webseed sources in `url-list` order (rain's `GetTorrentWebseeds`): URL,

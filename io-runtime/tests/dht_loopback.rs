@@ -31,6 +31,8 @@ fn config(dir: &Path, host: IpAddr, bootstrap: SocketAddr, seed: u64) -> Session
         dht_enabled: true,
         dht_host: host,
         dht_port: 0,
+        // IPv4 only here (dht_ipv6.rs covers BEP 32).
+        dht_host6: None,
         dht_bootstrap_nodes: vec![bootstrap.to_string()],
         dht_announce_interval: Duration::from_secs(2),
         dht_min_announce_interval: Duration::from_secs(1),

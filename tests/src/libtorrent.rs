@@ -2,7 +2,9 @@
 //!
 //! [`LtPeer::start`] runs one libtorrent session on `127.0.0.1:<port>` (or another loopback
 //! address) with one torrent (a
-//! `.torrent` file; its data in `save_path` when seeding). No DHT, LSD, UPnP, NAT-PMP or uTP.
+//! `.torrent` file; its data in `save_path` when seeding; or a magnet link,
+//! [`LtPeer::start_magnet`]; or none, [`LtPeer::start_bare`]). No LSD, UPnP, NAT-PMP or uTP;
+//! no DHT unless [`LtOptions::dht_bootstrap`] asks for it (on the listen address, UDP).
 //! It prints `READY` once the torrent runs (for a seeder: once its data checked), then one line
 //! per event:
 //!
@@ -10,10 +12,14 @@
 //! - `PEER <ip>:<port> <rc4|plain> src=<source flags> <client>` when a connected peer is first
 //!   seen, or its encryption changes (source flags: 1 tracker, 4 PEX, 0x20 incoming…);
 //! - `PEX_SENT <ip>:<port>` when it sends a ut_pex message to that peer (needs `peer_log`);
-//! - `REMOVED` after the `remove` command.
+//! - `REMOVED` after the `remove` command;
+//! - `DHT_PEERS <info-hash hex> <ip>:<port>…` for each reply to `dht_get_peers` that carries
+//!   peers; `DHT_NODES <n>` (routing table size) after `dht_stats`.
 //!
 //! Commands, one per line on stdin: `connect <ip> <port>`, `remove`, `status` (answers
-//! `STATUS progress=<0..1> seeding=<0|1> peers=<n>`). It exits when stdin closes; the
+//! `STATUS progress=<0..1> seeding=<0|1> peers=<n>`, or `STATUS removed` without a torrent),
+//! `dht_announce` (announce the torrent to the DHT now), `dht_get_peers <info-hash hex>`,
+//! `dht_stats`. It exits when stdin closes; the
 //! [`Guard`] kills it anyway when dropped.
 
 use std::io::Write;
@@ -33,7 +39,9 @@ import libtorrent as lt
 ap = argparse.ArgumentParser()
 ap.add_argument("--host", default="127.0.0.1")
 ap.add_argument("--port", type=int, required=True)
-ap.add_argument("--torrent", required=True)
+ap.add_argument("--torrent")
+ap.add_argument("--magnet")
+ap.add_argument("--dht-bootstrap", help="enable the DHT, bootstrapping from these host:port nodes")
 ap.add_argument("--save", required=True)
 ap.add_argument("--seed", action="store_true")
 ap.add_argument("--forced-encryption", action="store_true")
@@ -46,6 +54,8 @@ cat = lt.alert.category_t
 mask = cat.error_notification | cat.status_notification | cat.peer_notification | cat.connect_notification
 if a.peer_log:
     mask |= cat.peer_log_notification
+if a.dht_bootstrap is not None:
+    mask |= cat.dht_operation_notification
 if a.verbose:
     mask = cat.all_categories
 settings = {
@@ -55,6 +65,15 @@ settings = {
     "allow_multiple_connections_per_ip": True,
     "alert_mask": int(mask),
 }
+if a.dht_bootstrap is not None:
+    # The DHT on the listen address (UDP), allowed to use loopback nodes: no one-node-per-IP
+    # rules, no "dark internet" filter, no preference for BEP 42 ids; announces every 2 s.
+    settings.update({
+        "enable_dht": True, "dht_bootstrap_nodes": a.dht_bootstrap,
+        "dht_restrict_routing_ips": False, "dht_restrict_search_ips": False,
+        "dht_ignore_dark_internet": False, "dht_prefer_verified_node_ids": False,
+        "dht_enforce_node_id": False, "dht_announce_interval": 2,
+    })
 if a.forced_encryption:
     # pe_forced both ways, RC4 only.
     settings.update({"out_enc_policy": 0, "in_enc_policy": 0, "allowed_enc_level": 2, "prefer_rc4": True})
@@ -67,18 +86,30 @@ f = lt.ip_filter()
 f.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
 s.set_peer_class_filter(f)
 
-p = lt.add_torrent_params()
-p.ti = lt.torrent_info(a.torrent)
-p.save_path = a.save
-# Start at once: not paused, not queued by the auto-manager.
-p.flags &= ~(lt.torrent_flags.paused | lt.torrent_flags.auto_managed)
-h = s.add_torrent(p)
+h = None
+if a.torrent or a.magnet:
+    if a.torrent:
+        p = lt.add_torrent_params()
+        p.ti = lt.torrent_info(a.torrent)
+    else:
+        p = lt.parse_magnet_uri(a.magnet)
+    p.save_path = a.save
+    # Start at once: not paused, not queued by the auto-manager.
+    p.flags &= ~(lt.torrent_flags.paused | lt.torrent_flags.auto_managed)
+    h = s.add_torrent(p)
 
 def out(*words):
     print(*words, flush=True)
 
 deadline = time.time() + 30
 while True:
+    if h is None:
+        if s.is_listening():
+            break
+        if time.time() > deadline:
+            sys.exit("libtorrent: not listening")
+        time.sleep(0.02)
+        continue
     st = h.status()
     checking = st.state in (lt.torrent_status.checking_files, lt.torrent_status.checking_resume_data)
     if s.is_listening() and not checking and (st.is_seeding or not a.seed):
@@ -95,7 +126,7 @@ def reader():
     cmds.put(None)
 threading.Thread(target=reader, daemon=True).start()
 
-complete = h.status().is_seeding
+complete = h is None or h.status().is_seeding
 peers = {}
 removed = False
 while True:
@@ -111,8 +142,14 @@ while True:
         s.remove_torrent(h)
         removed = True
         out("REMOVED")
+    elif c and c[0] == "dht_announce" and h is not None:
+        h.force_dht_announce()
+    elif c and c[0] == "dht_get_peers":
+        s.dht_get_peers(lt.sha1_hash(bytes.fromhex(c[1])))
+    elif c and c[0] == "dht_stats":
+        s.post_dht_stats()
     elif c and c[0] == "status":
-        if removed:
+        if removed or h is None:
             out("STATUS removed")
         else:
             st = h.status()
@@ -120,9 +157,13 @@ while True:
     for al in s.pop_alerts():
         if isinstance(al, lt.peer_log_alert) and ("PEX_FULL" in al.message() or "PEX_DIFF" in al.message()):
             out("PEX_SENT %s:%d" % (al.ip[0], al.ip[1]))
+        if isinstance(al, lt.dht_get_peers_reply_alert):
+            out("DHT_PEERS", str(al.info_hash), *["%s:%d" % (ip, port) for ip, port in al.peers()])
+        if isinstance(al, lt.dht_stats_alert):
+            out("DHT_NODES %d" % sum(b["num_nodes"] for b in al.routing_table))
         if a.verbose:
             print("lt:", al.what(), al.message(), file=sys.stderr, flush=True)
-    if removed:
+    if removed or h is None:
         continue
     if not complete and h.status().is_seeding:
         complete = True
@@ -154,6 +195,10 @@ pub struct LtOptions {
     pub settings: Vec<(&'static str, &'static str)>,
     /// Bound on `READY` (default 60 s).
     pub ready_within: Option<Duration>,
+    /// Runs libtorrent's DHT on its listen address (UDP), with the settings that let it use
+    /// loopback nodes and a 2 s announce interval, bootstrapping from these comma-separated
+    /// `host:port` nodes (empty: none). `None`: no DHT.
+    pub dht_bootstrap: Option<String>,
 }
 
 /// A running libtorrent peer; killed when dropped.
@@ -171,14 +216,37 @@ pub struct LtPeer {
 impl LtPeer {
     /// Starts the peer for `torrent` (data in `save`) on `port` and waits for `READY`.
     pub fn start(port: u16, torrent: &Path, save: &Path, opts: &LtOptions) -> LtPeer {
+        Self::spawn(
+            port,
+            &["--torrent".as_ref(), torrent.as_os_str()],
+            save,
+            opts,
+        )
+    }
+
+    /// Starts the peer for a magnet link (data saved in `save`) on `port` and waits for
+    /// `READY` (listening).
+    pub fn start_magnet(port: u16, magnet: &str, save: &Path, opts: &LtOptions) -> LtPeer {
+        Self::spawn(port, &["--magnet".as_ref(), magnet.as_ref()], save, opts)
+    }
+
+    /// Starts a session without a torrent (a bare DHT node when `opts.dht_bootstrap` is set)
+    /// on `port`, its log next to `dir`, and waits for `READY` (listening).
+    pub fn start_bare(port: u16, dir: &Path, opts: &LtOptions) -> LtPeer {
+        Self::spawn(port, &[], dir, opts)
+    }
+
+    fn spawn(port: u16, source: &[&std::ffi::OsStr], save: &Path, opts: &LtOptions) -> LtPeer {
         let stderr = save.with_extension(format!("lt-{port}.log"));
         let host = opts.host.unwrap_or("127.0.0.1");
         let mut cmd = Command::new("python3");
         cmd.args(["-c", DRIVER, "--host", host, "--port", &port.to_string()])
-            .arg("--torrent")
-            .arg(torrent)
+            .args(source)
             .arg("--save")
             .arg(save);
+        if let Some(nodes) = &opts.dht_bootstrap {
+            cmd.arg(format!("--dht-bootstrap={nodes}"));
+        }
         if opts.seed {
             cmd.arg("--seed");
         }

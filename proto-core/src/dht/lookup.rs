@@ -295,6 +295,21 @@ impl Lookup {
         new
     }
 
+    /// Peers known without asking (our own peer store): collected like peers from a reply
+    /// (bounded by `max_peers`). Returns those new to this lookup.
+    pub fn add_peers(&mut self, peers: &[SocketAddr]) -> Vec<SocketAddr> {
+        let mut new = Vec::new();
+        for p in peers {
+            if self.peers.len() >= self.cfg.max_peers {
+                break;
+            }
+            if self.peers.insert(*p) {
+                new.push(*p);
+            }
+        }
+        new
+    }
+
     /// The query to `addr` failed (timed out or answered with an error).
     pub fn on_failure(&mut self, addr: SocketAddr) {
         if self.seeds_in_flight.remove(&addr) {

@@ -893,6 +893,24 @@ impl Dht {
                 lookup.add_seed(a);
             }
         }
+        if let Kind::GetPeers { info_hash, .. } = kind {
+            // Peers announced to us count too: when we are among the nodes closest to the
+            // info-hash, announcers stored them here, and no other node may have them (a small
+            // or private DHT). Neither the lookup's queries nor other nodes would return them.
+            let max = self.cfg.max_lookup_peers;
+            let mut local = self.store.peers(now, &info_hash, false, max, &mut self.rng);
+            if self.cfg.ipv6 {
+                local.extend(self.store.peers(now, &info_hash, true, max, &mut self.rng));
+            }
+            let peers = lookup.add_peers(&local);
+            if !peers.is_empty() {
+                self.push_event(DhtEvent::Peers {
+                    lookup: id,
+                    info_hash,
+                    peers,
+                });
+            }
+        }
         self.lookups.insert(id, Active { lookup, kind });
     }
 

@@ -443,3 +443,51 @@ fn ipv6_nodes_go_to_their_own_table() {
         .is_empty()
     );
 }
+
+#[test]
+fn a_lookup_reports_the_peers_announced_to_us() {
+    // Seen while writing the libtorrent interop test (tests/tests/interop_dht.rs): in a
+    // two-node DHT the other node announces to us, and our own lookup, which only asks other
+    // nodes, never returned the peer stored here.
+    let mut dht = Dht::new(DhtConfig::default(), Seed::from_u64(21), T0);
+    let peer = addr("10.0.0.7:7000");
+    let ih = InfoHash([0x21; 20]);
+    let id = NodeId([7; 20]);
+    let r = ask(
+        &mut dht,
+        T0,
+        peer,
+        &query_msg(b"g1", id, Query::GetPeers { info_hash: ih }),
+    );
+    let token = response(&r[0]).token.clone().unwrap();
+    let announce = Query::AnnouncePeer {
+        info_hash: ih,
+        port: 51413,
+        implied_port: false,
+        token,
+    };
+    let r = ask(&mut dht, T0, peer, &query_msg(b"a1", id, announce));
+    assert!(matches!(r[0].body, Body::Response(_)));
+    while dht.poll_event().is_some() {}
+
+    let lookup = dht.get_peers(T0, ih, None).unwrap();
+    let mut found = Vec::new();
+    while let Some(e) = dht.poll_event() {
+        if let DhtEvent::Peers {
+            lookup: l, peers, ..
+        } = e
+        {
+            assert_eq!(l, lookup);
+            found.extend(peers);
+        }
+    }
+    assert_eq!(found, vec![addr("10.0.0.7:51413")]);
+    // Reported once per lookup: the same peer in a reply is not new.
+    while dht.poll_transmit().is_some() {}
+    let other = dht.get_peers(T0, InfoHash([0x22; 20]), None).unwrap();
+    assert_ne!(other, lookup);
+    assert!(
+        std::iter::from_fn(|| dht.poll_event()).all(|e| !matches!(e, DhtEvent::Peers { .. })),
+        "no peers stored for another info-hash"
+    );
+}
