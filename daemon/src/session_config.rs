@@ -78,6 +78,14 @@ pub fn session_config(c: &Config) -> Result<SessionConfig, String> {
         webseed_verify_tls: c.webseed_verify_tls,
         webseed_max_sources: c.webseed_max_sources as usize,
         webseed_max_downloads: c.webseed_max_downloads as usize,
+        blocklist_url: c.blocklist_url.clone(),
+        blocklist_update_interval: c.blocklist_update_interval,
+        blocklist_update_timeout: c.blocklist_update_timeout,
+        blocklist_max_response_size: usize::try_from(c.blocklist_max_response_size)
+            .unwrap_or(usize::MAX),
+        blocklist_enabled_for_trackers: c.blocklist_enabled_for_trackers,
+        blocklist_enabled_for_outgoing_connections: c.blocklist_enabled_for_outgoing_connections,
+        blocklist_enabled_for_incoming_connections: c.blocklist_enabled_for_incoming_connections,
         ..defaults
     })
 }
@@ -101,9 +109,21 @@ mod tests {
             speed_limit_download: 300,
             speed_limit_upload: 200,
             dht_bootstrap_nodes: vec!["127.0.0.1:7001".into()],
+            blocklist_url: "http://127.0.0.1:1/list".into(),
+            blocklist_update_interval: std::time::Duration::from_secs(600),
+            blocklist_enabled_for_incoming_connections: false,
+            blocklist_max_response_size: 4096,
             ..Config::default()
         };
         let s = session_config(&c).unwrap();
+        assert_eq!(s.blocklist_url, "http://127.0.0.1:1/list");
+        assert_eq!(s.blocklist_update_interval.as_secs(), 600);
+        assert_eq!(s.blocklist_max_response_size, 4096);
+        assert!(
+            s.blocklist_enabled_for_trackers
+                && s.blocklist_enabled_for_outgoing_connections
+                && !s.blocklist_enabled_for_incoming_connections
+        );
         assert_eq!(
             (s.port_begin, s.port_end, s.max_requests_in),
             (40000, 40010, 77)

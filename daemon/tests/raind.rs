@@ -525,3 +525,35 @@ fn on_complete_cmd_runs_once_per_torrent() {
         "ran exactly once with rain's variables"
     );
 }
+
+/// `blocklist-url` from the config file is downloaded before the server answers, and its rule
+/// count shows in the session stats (rain's `BlockListRules`).
+#[test]
+fn blocklist_from_the_config_is_loaded_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let list = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/list.txt", list.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for s in list.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let body = "# list\n127.0.0.2\nnot a rule\n10.0.0.0/8\n";
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let d = Raind::start(&tmp.path().join("d"), &format!("blocklist-url: {url}\n"));
+    let stats = d.json(&["session-stats", "--json"]);
+    assert_eq!(stats["BlockListRules"], 2, "{stats}");
+    assert!(stats["BlockListRecency"].as_i64().unwrap() >= 0, "{stats}");
+}

@@ -8,6 +8,9 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+
+use rain_proto::blocklist::Blocklist;
 
 use rain_proto::tracker::{Announce, AnnounceReply, TrackerError};
 
@@ -30,6 +33,11 @@ pub trait Announcer: Send + Sync + fmt::Debug + 'static {
         tracker_id: Option<&'a [u8]>,
         private: bool,
     ) -> AnnounceFuture<'a>;
+
+    /// Replaces the IP blocklist that tracker hosts are checked against (the session calls
+    /// it with each loaded list when `blocklist-enabled-for-trackers` is set). Transports
+    /// that resolve no hosts ignore it.
+    fn set_blocklist(&self, _list: Option<Arc<Blocklist>>) {}
 }
 
 impl<N: Network + fmt::Debug> Announcer for TrackerClient<N> {
@@ -43,6 +51,10 @@ impl<N: Network + fmt::Debug> Announcer for TrackerClient<N> {
         Box::pin(TrackerClient::announce(
             self, url, announce, tracker_id, private,
         ))
+    }
+
+    fn set_blocklist(&self, list: Option<Arc<Blocklist>>) {
+        self.blocklist().set(list);
     }
 }
 

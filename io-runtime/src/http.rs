@@ -34,6 +34,7 @@ use tokio_rustls::rustls::{
     pki_types::{CertificateDer, ServerName, UnixTime},
 };
 
+use crate::blocklist::BlocklistCell;
 use crate::net::Network;
 
 /// At most this many resolved addresses are tried for one host.
@@ -135,6 +136,10 @@ pub enum HttpError {
     /// Another I/O error.
     #[error("I/O error: {0}")]
     Io(String),
+    /// Every address of the host is on the blocklist given with
+    /// [`HttpClient::with_blocklist`]; nothing was sent.
+    #[error("IP is blocked")]
+    Blocked,
 }
 
 /// An HTTP/1.1 GET client; cheap to clone, one per session.
@@ -143,6 +148,7 @@ pub struct HttpClient<N: Network> {
     net: N,
     config: HttpConfig,
     tls: TlsConnector,
+    blocklist: Option<BlocklistCell>,
 }
 
 impl<N: Network> fmt::Debug for HttpClient<N> {
@@ -157,7 +163,35 @@ impl<N: Network> HttpClient<N> {
     /// A client that connects through `net`.
     pub fn new(net: N, config: HttpConfig) -> Self {
         let tls = TlsConnector::from(Arc::new(tls_config(config.verify_tls)));
-        HttpClient { net, config, tls }
+        HttpClient {
+            net,
+            config,
+            tls,
+            blocklist: None,
+        }
+    }
+
+    /// Refuses to connect to addresses on `blocklist` (rain's tracker and webseed dialers
+    /// check the resolved IP): blocked addresses are skipped, and a host with only blocked
+    /// addresses fails with [`HttpError::Blocked`] before any packet is sent.
+    #[must_use]
+    pub fn with_blocklist(mut self, blocklist: BlocklistCell) -> Self {
+        self.blocklist = Some(blocklist);
+        self
+    }
+
+    /// The resolved addresses of `host` that may be dialled, at most
+    /// [`MAX_ADDRESSES_TRIED`].
+    async fn addresses(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, HttpError> {
+        let addrs = resolve(&self.net, host, port, self.config.resolve_timeout).await?;
+        let allowed: Vec<SocketAddr> = match &self.blocklist {
+            Some(b) => addrs.into_iter().filter(|a| !b.contains(a.ip())).collect(),
+            None => addrs,
+        };
+        if allowed.is_empty() {
+            return Err(HttpError::Blocked);
+        }
+        Ok(allowed.into_iter().take(MAX_ADDRESSES_TRIED).collect())
     }
 
     /// The configuration.
@@ -223,11 +257,7 @@ impl<N: Network> HttpClient<N> {
 
     /// Resolves `host` and connects to the first address that accepts.
     async fn connect(&self, host: &str, port: u16) -> Result<N::Stream, HttpError> {
-        let addrs: Vec<SocketAddr> = resolve(&self.net, host, port, self.config.resolve_timeout)
-            .await?
-            .into_iter()
-            .take(MAX_ADDRESSES_TRIED)
-            .collect();
+        let addrs = self.addresses(host, port).await?;
         let mut last = HttpError::NoAddress(host.to_owned());
         for addr in addrs {
             match self.net.connect(addr).await {
@@ -448,11 +478,7 @@ impl<N: Network> HttpClient<N> {
         port: u16,
         limit: Duration,
     ) -> Result<N::Stream, HttpError> {
-        let addrs: Vec<SocketAddr> = resolve(&self.net, host, port, self.config.resolve_timeout)
-            .await?
-            .into_iter()
-            .take(MAX_ADDRESSES_TRIED)
-            .collect();
+        let addrs = self.addresses(host, port).await?;
         let mut last = HttpError::NoAddress(host.to_owned());
         for addr in addrs {
             match tokio::time::timeout(limit, self.net.connect(addr)).await {
@@ -613,7 +639,7 @@ fn is_gzip(v: &HeaderValue) -> bool {
 }
 
 /// Decompresses a gzip body, at most `limit` bytes of output.
-fn gunzip(body: &[u8], limit: usize) -> Result<Bytes, HttpError> {
+pub(crate) fn gunzip(body: &[u8], limit: usize) -> Result<Bytes, HttpError> {
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(body)
         .take(limit as u64 + 1)

@@ -9,9 +9,12 @@
 //!
 //! Trackers: a bounded HTTP/1.1 client ([`http`]), the shared-socket UDP tracker transport
 //! ([`udp_tracker`]) and the [`tracker_client::TrackerClient`] that dispatches by scheme.
+//! The session's IP blocklist ([`blocklist`]) is downloaded, stored and refreshed there and
+//! handed to the torrents, the tracker transport and webseeds.
 
 pub mod announce;
 pub mod blocking;
+pub mod blocklist;
 pub mod create;
 pub mod dht;
 pub mod http;

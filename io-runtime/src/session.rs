@@ -184,6 +184,21 @@ pub struct SessionConfig {
     pub hash_threads: usize,
     /// Seed for every id and RNG of the session (tests, simulation); `None` seeds from the OS.
     pub seed: Option<u64>,
+    /// `blocklist-url`: where the IP blocklist is downloaded from; empty disables it.
+    pub blocklist_url: String,
+    /// `blocklist-update-interval`: how old the stored list may be before it is downloaded
+    /// again, and the refresh period.
+    pub blocklist_update_interval: Duration,
+    /// `blocklist-update-timeout`: bound on one download.
+    pub blocklist_update_timeout: Duration,
+    /// `blocklist-max-response-size`: largest list accepted, after decompression.
+    pub blocklist_max_response_size: usize,
+    /// `blocklist-enabled-for-trackers`: refuse trackers on blocked IPs.
+    pub blocklist_enabled_for_trackers: bool,
+    /// `blocklist-enabled-for-outgoing-connections`: never dial blocked IPs.
+    pub blocklist_enabled_for_outgoing_connections: bool,
+    /// `blocklist-enabled-for-incoming-connections`: refuse connections from blocked IPs.
+    pub blocklist_enabled_for_incoming_connections: bool,
     /// Where disk, hashing and database jobs run: tokio's blocking pool, or inline for a
     /// deterministic simulation.
     pub blocking: BlockingMode,
@@ -253,6 +268,13 @@ impl Default for SessionConfig {
             hash_threads: 0,
             seed: None,
             blocking: BlockingMode::Pool,
+            blocklist_url: String::new(),
+            blocklist_update_interval: Duration::from_secs(24 * 3600),
+            blocklist_update_timeout: Duration::from_secs(10 * 60),
+            blocklist_max_response_size: crate::blocklist::DEFAULT_MAX_RESPONSE_SIZE,
+            blocklist_enabled_for_trackers: true,
+            blocklist_enabled_for_outgoing_connections: true,
+            blocklist_enabled_for_incoming_connections: true,
         }
     }
 }
@@ -295,6 +317,19 @@ impl SessionConfig {
             },
             resolve_timeout: self.dns_resolve_timeout,
             verify_tls: self.webseed_verify_tls,
+        }
+    }
+
+    /// The `blocklist-*` keys.
+    fn blocklist_settings(&self) -> crate::blocklist::BlocklistSettings {
+        crate::blocklist::BlocklistSettings {
+            url: self.blocklist_url.clone(),
+            update_interval: self.blocklist_update_interval,
+            update_timeout: self.blocklist_update_timeout,
+            max_response_size: self.blocklist_max_response_size,
+            for_trackers: self.blocklist_enabled_for_trackers,
+            for_outgoing: self.blocklist_enabled_for_outgoing_connections,
+            for_incoming: self.blocklist_enabled_for_incoming_connections,
         }
     }
 
@@ -421,6 +456,11 @@ pub struct SessionStats {
     pub bytes_downloaded: u64,
     /// Payload uploaded over all torrents (persisted counters).
     pub bytes_uploaded: u64,
+    /// Rules of the IP blocklist in use (rain's `BlockListRules`).
+    pub blocklist_rules: usize,
+    /// Time since the blocklist in use was loaded; `None` if none ever was (rain's
+    /// `BlockListRecency`, -1).
+    pub blocklist_recency: Option<Duration>,
 }
 
 /// What the session tells its subscribers.
@@ -535,6 +575,8 @@ pub struct Session<N: Network = TokioNet> {
     pub(crate) config: SessionConfig,
     started: tokio::time::Instant,
     invalid: Vec<String>,
+    /// Refreshes the blocklist; dropped (aborted) at close.
+    blocklist_refresher: Mutex<Option<crate::blocklist::Refresher>>,
 }
 
 impl Session<TokioNet> {
@@ -673,6 +715,15 @@ impl<N: Network> Session<N> {
         } else {
             None
         };
+        // Loaded before any torrent task exists, so none dials or accepts unchecked.
+        let blocklist_settings = config.blocklist_settings();
+        let blocklist = Arc::new(crate::blocklist::SessionBlocklist::new(
+            &blocklist_settings,
+            blocklist_settings.for_trackers.then(|| announcer.clone()),
+        ));
+        let blocklist_refresher =
+            crate::blocklist::start(&net, &blocklist_settings, &db, config.blocking, &blocklist)
+                .await;
         let mut torrent_config = config.torrent_config();
         torrent_config.dht_port = dht.as_ref().map(DhtHandle::port);
         let shared = Arc::new(Shared {
@@ -710,6 +761,7 @@ impl<N: Network> Session<N> {
             ),
             speed: SpeedLimits::from_kib(config.speed_limit_download, config.speed_limit_upload),
             blocking: config.blocking,
+            blocklist,
         });
         let mut state = State {
             torrents: BTreeMap::new(),
@@ -771,6 +823,7 @@ impl<N: Network> Session<N> {
             config,
             started: tokio::time::Instant::now(),
             invalid,
+            blocklist_refresher: Mutex::new(blocklist_refresher),
         })
     }
 
@@ -1311,6 +1364,8 @@ impl<N: Network> Session<N> {
             speed_upload: speed.1,
             bytes_downloaded: bytes.0,
             bytes_uploaded: bytes.1,
+            blocklist_rules: self.shared.blocklist.rules(),
+            blocklist_recency: self.shared.blocklist.recency(),
         }
     }
 
@@ -1370,6 +1425,13 @@ impl<N: Network> Session<N> {
     /// writes their progress, and marks the database cleanly shut down, so the next session
     /// trusts the stored bitfields.
     pub async fn close(&self) -> Result<(), SessionError> {
+        // The refresher holds the database; it must let go before the database closes.
+        drop(
+            self.blocklist_refresher
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+        );
         let entries: Vec<Entry> = std::mem::take(&mut self.state().torrents)
             .into_values()
             .collect();

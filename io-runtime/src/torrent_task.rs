@@ -114,6 +114,8 @@ pub(crate) struct Shared<N> {
     pub dht_intervals: (Duration, Duration),
     /// `speed-limit-download` and `speed-limit-upload`.
     pub speed: SpeedLimits,
+    /// The session's IP blocklist (replaced when it is refreshed).
+    pub blocklist: Arc<crate::blocklist::SessionBlocklist>,
     /// Where disk, hashing and database jobs run.
     pub blocking: BlockingMode,
 }
@@ -293,6 +295,8 @@ struct Task<N: Network> {
     shutdown: Option<(oneshot::Sender<()>, tokio::time::Instant)>,
     /// When the next DHT lookup is due (running, DHT on, not private).
     dht_next: Option<tokio::time::Instant>,
+    /// The session blocklist generation the machine holds.
+    blocklist_gen: u64,
 }
 
 /// Spawns the task of one torrent (stopped; send [`Command::Start`] to start it).
@@ -311,6 +315,7 @@ pub(crate) fn spawn<N: Network>(shared: Arc<Shared<N>>, spec: TaskSpec) -> TaskH
             Some(bitfield_of(&bools))
         });
     let trusted = trusted_bits.is_some();
+    let blocklist_gen = shared.blocklist.generation();
     let machine = new_machine(
         &shared,
         spec.info.as_ref(),
@@ -335,6 +340,7 @@ pub(crate) fn spawn<N: Network>(shared: Arc<Shared<N>>, spec: TaskSpec) -> TaskH
             shared.net.clone(),
             shared.webseed,
             shared.speed.download.clone(),
+            shared.blocklist.cell(),
         ),
         webseed_urls: spec.webseeds,
         fixed_peers: spec.fixed_peers,
@@ -357,6 +363,7 @@ pub(crate) fn spawn<N: Network>(shared: Arc<Shared<N>>, spec: TaskSpec) -> TaskH
         verify_requested: false,
         shutdown: None,
         dht_next: None,
+        blocklist_gen,
         shared,
     };
     let join = tokio::spawn(task.run(cmd_rx, inbox_rx));
@@ -404,7 +411,7 @@ fn new_machine<N>(
         stop_after_download,
         stop_after_metadata,
         our_addr: None,
-        blocklist: None,
+        blocklist: shared.blocklist.torrent_use(),
         webseeds: webseeds.to_vec(),
     };
     Torrent::new(params, shared.torrent_config.clone(), seed, shared.now())
@@ -468,6 +475,16 @@ impl<N: Network> Task<N> {
         }
     }
 
+    /// Hands the machine the session's blocklist after a refresh.
+    fn sync_blocklist(&mut self) {
+        let generation = self.shared.blocklist.generation();
+        if generation != self.blocklist_gen {
+            self.blocklist_gen = generation;
+            self.machine
+                .set_blocklist(self.shared.blocklist.torrent_use());
+        }
+    }
+
     fn abort_all(&mut self) {
         if let Some(l) = self.listener.take() {
             l.abort();
@@ -479,6 +496,7 @@ impl<N: Network> Task<N> {
     // ------------------------------------------------------------ commands
 
     async fn command(&mut self, c: Command) {
+        self.sync_blocklist();
         let now = self.shared.now();
         match c {
             Command::Start => self.begin_start().await,
@@ -816,6 +834,10 @@ impl<N: Network> Task<N> {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 };
+                // rain refuses blocked IPs at accept, before any handshake work.
+                if shared.blocklist.blocks_incoming(from.ip()) {
+                    continue;
+                }
                 let Ok(permit) = handshakes.clone().try_acquire_owned() else {
                     continue;
                 };
@@ -854,6 +876,8 @@ impl<N: Network> Task<N> {
     // ------------------------------------------------------------ inputs
 
     async fn input(&mut self, input: Input) {
+        // Addresses and connections arriving here meet the latest list.
+        self.sync_blocklist();
         let now = self.shared.now();
         match input {
             Input::Handshaked { info, reply } => {

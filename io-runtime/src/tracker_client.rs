@@ -8,8 +8,9 @@
 use rain_proto::InfoHash;
 use rain_proto::rng::Seed;
 use rain_proto::tracker::udp::{Reply, Request};
-use rain_proto::tracker::{Announce, AnnounceReply, ScrapeStats, TrackerError, http};
+use rain_proto::tracker::{Announce, AnnounceReply, Event, ScrapeStats, TrackerError, http};
 
+use crate::blocklist::BlocklistCell;
 use crate::http::{HttpClient, HttpConfig, HttpError, Response};
 use crate::net::Network;
 use crate::udp_tracker::{UdpTracker, UdpTrackerConfig};
@@ -51,6 +52,7 @@ impl Default for TrackerConfig {
 #[derive(Debug, Clone)]
 pub struct TrackerClient<N: Network> {
     http: HttpClient<N>,
+    blocklist: BlocklistCell,
     udp: UdpTracker<N>,
     user_agent: String,
     private_user_agent: String,
@@ -78,12 +80,20 @@ impl<N: Network> TrackerClient<N> {
     /// A client connecting through `net`; `seed` (from the session seed) makes UDP
     /// transaction ids reproducible.
     pub fn new(net: N, config: TrackerConfig, seed: Seed) -> Self {
+        let blocklist = BlocklistCell::default();
         TrackerClient {
-            http: HttpClient::new(net.clone(), config.http),
-            udp: UdpTracker::new(net, config.udp, seed),
+            http: HttpClient::new(net.clone(), config.http).with_blocklist(blocklist.clone()),
+            udp: UdpTracker::with_blocklist(net, config.udp, seed, blocklist.clone()),
+            blocklist,
             user_agent: config.user_agent,
             private_user_agent: config.private_user_agent,
         }
+    }
+
+    /// The list of tracker IPs refused ("tracker IP is blocked"); the session replaces it
+    /// when `blocklist-enabled-for-trackers` is set. Shared by clones.
+    pub fn blocklist(&self) -> &BlocklistCell {
+        &self.blocklist
     }
 
     /// The UDP side, e.g. to read its local address.
@@ -102,10 +112,22 @@ impl<N: Network> TrackerClient<N> {
     ) -> Result<AnnounceReply, TrackerError> {
         match scheme(url)? {
             Scheme::Http => {
+                let started = tokio::time::Instant::now();
                 let r = self
                     .get(&http::announce_url(url, a, tracker_id), private)
                     .await?;
-                http::parse_announce(r.status, &r.body).map_err(|e| status_error(e, &r))
+                let mut reply =
+                    http::parse_announce(r.status, &r.body).map_err(|e| status_error(e, &r))?;
+                if reply.seeders.is_none() && reply.leechers.is_none() && a.event != Event::Stopped
+                {
+                    // Half of what is left of the announce's time bound (the torrent task
+                    // bounds the whole call by the same `tracker-http-timeout`), so a slow
+                    // scrape never costs the announce its answer.
+                    let left = self.http.config().timeout.saturating_sub(started.elapsed()) / 2;
+                    let scrape = self.counts_from_scrape(url, &a.info_hash, private, &mut reply);
+                    let _ = tokio::time::timeout(left, scrape).await;
+                }
+                Ok(reply)
             }
             Scheme::Udp => match self.udp.request(url, Request::Announce(a.clone())).await? {
                 Reply::Announce(r) => Ok(r),
@@ -140,6 +162,23 @@ impl<N: Network> TrackerClient<N> {
         }
     }
 
+    /// Fills a reply's missing swarm counts from a scrape, so the tracker status still shows
+    /// seeders and leechers when the tracker leaves `complete`/`incomplete` out of announce
+    /// replies. Best effort: a tracker that cannot scrape keeps the counts unknown, and the
+    /// announce's own result stands.
+    async fn counts_from_scrape(
+        &self,
+        url: &str,
+        info_hash: &InfoHash,
+        private: bool,
+        reply: &mut AnnounceReply,
+    ) {
+        if let Ok(s) = self.scrape(url, info_hash, private).await {
+            reply.seeders = Some(s.seeders);
+            reply.leechers = Some(s.leechers);
+        }
+    }
+
     async fn get(&self, url: &str, private: bool) -> Result<Response, TrackerError> {
         let ua = if private {
             &self.private_user_agent
@@ -151,6 +190,11 @@ impl<N: Network> TrackerClient<N> {
             .await
             .map_err(tracker_error)
     }
+}
+
+/// rain's error for a tracker whose IP is on the blocklist (`blocklist-enabled-for-trackers`).
+pub fn blocked() -> TrackerError {
+    TrackerError::Transport("tracker IP is blocked".into())
 }
 
 /// A status error quotes a `text/plain` body, as rain does.
@@ -194,6 +238,7 @@ pub fn tracker_error(e: HttpError) -> TrackerError {
         }
         HttpError::TooManyRedirects(n) => t(format!("tracker redirected more than {n} times")),
         e @ HttpError::Io(_) => t(format!("unknown error in announce: {e}")),
+        HttpError::Blocked => blocked(),
     }
 }
 

@@ -21,12 +21,12 @@ use rain_proto::rng::{Rng, Seed};
 use rain_proto::time::Instant;
 use rain_proto::tracker::TrackerError;
 use rain_proto::tracker::udp::{BASE_TIMEOUT, Connection, Reply, Request, UdpTransaction};
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use crate::blocklist::BlocklistCell;
 use crate::http::resolve;
-use crate::net::Network;
-use crate::tracker_client::tracker_error;
+use crate::net::{Datagram, Network};
+use crate::tracker_client::{blocked, tracker_error};
 
 /// Most connection ids cached; stale ones are dropped first when full.
 const MAX_CACHED_CONNECTIONS: usize = 1024;
@@ -113,10 +113,19 @@ impl UdpTarget {
 }
 
 /// The session's UDP tracker client; cheap to clone (clones share the sockets and caches).
-#[derive(Clone)]
 pub struct UdpTracker<N: Network> {
     net: N,
-    inner: Arc<Inner>,
+    inner: Arc<Inner<N::Udp>>,
+}
+
+// Manual: a derive would ask the socket type to be `Clone`, and clones share it anyway.
+impl<N: Network> Clone for UdpTracker<N> {
+    fn clone(&self) -> Self {
+        UdpTracker {
+            net: self.net.clone(),
+            inner: self.inner.clone(),
+        }
+    }
 }
 
 impl<N: Network> fmt::Debug for UdpTracker<N> {
@@ -129,11 +138,12 @@ impl<N: Network> fmt::Debug for UdpTracker<N> {
 
 type Routes = HashMap<SocketAddr, Vec<(u64, mpsc::Sender<Vec<u8>>)>>;
 
-struct Inner {
+struct Inner<U> {
     config: UdpTrackerConfig,
+    blocklist: BlocklistCell,
     epoch: tokio::time::Instant,
-    v4: tokio::sync::Mutex<Option<Arc<UdpSocket>>>,
-    v6: tokio::sync::Mutex<Option<Arc<UdpSocket>>>,
+    v4: tokio::sync::Mutex<Option<Arc<U>>>,
+    v6: tokio::sync::Mutex<Option<Arc<U>>>,
     routes: Mutex<Routes>,
     connections: Mutex<HashMap<String, Connection>>,
     rng: Mutex<Rng>,
@@ -141,7 +151,7 @@ struct Inner {
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
-impl Drop for Inner {
+impl<U> Drop for Inner<U> {
     fn drop(&mut self) {
         for t in self.tasks.get_mut().unwrap_or_else(PoisonError::into_inner) {
             t.abort();
@@ -154,13 +164,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Removes a transaction's route when its request ends.
-struct RouteGuard {
-    inner: Arc<Inner>,
+struct RouteGuard<U> {
+    inner: Arc<Inner<U>>,
     addr: SocketAddr,
     id: u64,
 }
 
-impl Drop for RouteGuard {
+impl<U> Drop for RouteGuard<U> {
     fn drop(&mut self) {
         let mut routes = lock(&self.inner.routes);
         if let Some(list) = routes.get_mut(&self.addr) {
@@ -176,10 +186,22 @@ impl<N: Network> UdpTracker<N> {
     /// A client resolving hosts through `net`; `seed` seeds the transaction ids.
     /// Sockets are bound on first use (0.0.0.0:0, and [::]:0 for IPv6 trackers).
     pub fn new(net: N, config: UdpTrackerConfig, seed: Seed) -> Self {
+        Self::with_blocklist(net, config, seed, BlocklistCell::default())
+    }
+
+    /// Like [`UdpTracker::new`], refusing tracker hosts whose addresses are all on
+    /// `blocklist` with rain's "tracker IP is blocked", before any datagram is sent.
+    pub fn with_blocklist(
+        net: N,
+        config: UdpTrackerConfig,
+        seed: Seed,
+        blocklist: BlocklistCell,
+    ) -> Self {
         UdpTracker {
             net,
             inner: Arc::new(Inner {
                 config,
+                blocklist,
                 epoch: tokio::time::Instant::now(),
                 v4: tokio::sync::Mutex::new(None),
                 v6: tokio::sync::Mutex::new(None),
@@ -220,6 +242,14 @@ impl<N: Network> UdpTracker<N> {
         )
         .await
         .map_err(tracker_error)?;
+        let blocklist = &self.inner.blocklist;
+        let addrs: Vec<SocketAddr> = addrs
+            .into_iter()
+            .filter(|a| !blocklist.contains(a.ip()))
+            .collect();
+        if addrs.is_empty() {
+            return Err(blocked());
+        }
         // IPv4 first, as rain (IPv4-only) would; IPv6 when that is all there is.
         let addr = addrs
             .iter()
@@ -262,7 +292,10 @@ impl<N: Network> UdpTracker<N> {
             let Some(deadline) = t.poll_timeout() else {
                 return Err(TrackerError::Timeout);
             };
+            // Biased (deterministic under simulation): a datagram already here wins over
+            // the timer.
             tokio::select! {
+                biased;
                 d = rx.recv() => match d {
                     Some(d) => t.handle_datagram(self.now(), &d),
                     None => return Err(TrackerError::Transport(
@@ -289,7 +322,7 @@ impl<N: Network> UdpTracker<N> {
         cache.insert(key, c);
     }
 
-    fn register(&self, addr: SocketAddr, tx: mpsc::Sender<Vec<u8>>) -> RouteGuard {
+    fn register(&self, addr: SocketAddr, tx: mpsc::Sender<Vec<u8>>) -> RouteGuard<N::Udp> {
         let id = self.inner.next_route.fetch_add(1, Ordering::Relaxed);
         lock(&self.inner.routes)
             .entry(addr)
@@ -302,8 +335,9 @@ impl<N: Network> UdpTracker<N> {
         }
     }
 
-    /// The shared socket of a family, bound (and its receive task started) on first use.
-    async fn socket(&self, ipv6: bool) -> std::io::Result<Arc<UdpSocket>> {
+    /// The shared socket of a family, bound through the [`Network`] (so a simulation can host
+    /// UDP trackers) and its receive task started, on first use.
+    async fn socket(&self, ipv6: bool) -> std::io::Result<Arc<N::Udp>> {
         let slot = if ipv6 { &self.inner.v6 } else { &self.inner.v4 };
         let mut slot = slot.lock().await;
         if let Some(s) = slot.as_ref() {
@@ -314,7 +348,7 @@ impl<N: Network> UdpTracker<N> {
         } else {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         };
-        let socket = Arc::new(UdpSocket::bind(bind).await?);
+        let socket = Arc::new(self.net.bind_udp(bind).await?);
         let task = tokio::spawn(receive_loop(socket.clone(), Arc::downgrade(&self.inner)));
         lock(&self.inner.tasks).push(task);
         *slot = Some(socket.clone());
@@ -357,7 +391,7 @@ fn send_error(e: &std::io::Error, host: &str) -> TrackerError {
 }
 
 /// Reads datagrams and hands each to the transactions waiting on its source address.
-async fn receive_loop(socket: Arc<UdpSocket>, inner: Weak<Inner>) {
+async fn receive_loop<U: Datagram>(socket: Arc<U>, inner: Weak<Inner<U>>) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let Ok((n, from)) = socket.recv_from(&mut buf).await else {

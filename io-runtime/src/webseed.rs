@@ -29,6 +29,7 @@ use rain_proto::webseed::{RequestId, WebseedError, WebseedRequest};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
+use crate::blocklist::BlocklistCell;
 use crate::http::{HttpClient, HttpConfig, HttpError, StreamTimeouts};
 use crate::net::Network;
 use crate::rate_limit::{RateLimiter, charge};
@@ -85,6 +86,8 @@ pub(crate) struct Runner<N: Network> {
     net: N,
     settings: WebseedSettings,
     download_limit: Option<Arc<RateLimiter>>,
+    /// The session's IP blocklist: rain refuses webseed hosts on it, always.
+    blocklist: BlocklistCell,
     client: Option<HttpClient<N>>,
     running: BTreeMap<RequestId, JoinHandle<()>>,
 }
@@ -104,11 +107,13 @@ impl<N: Network> Runner<N> {
         net: N,
         settings: WebseedSettings,
         download_limit: Option<Arc<RateLimiter>>,
+        blocklist: BlocklistCell,
     ) -> Self {
         Runner {
             net,
             settings,
             download_limit,
+            blocklist,
             client: None,
             running: BTreeMap::new(),
         }
@@ -129,6 +134,7 @@ impl<N: Network> Runner<N> {
                         ..HttpConfig::default()
                     },
                 )
+                .with_blocklist(self.blocklist.clone())
             })
             .clone();
         let timeouts = self.settings.timeouts;
@@ -248,6 +254,7 @@ pub(crate) fn webseed_error(e: &HttpError) -> WebseedError {
         HttpError::Timeout => WebseedError::Timeout,
         HttpError::Tls(_) => WebseedError::Tls,
         HttpError::Closed => WebseedError::Closed,
+        HttpError::Blocked => WebseedError::Connect(ErrorKind::PermissionDenied),
         _ => WebseedError::Protocol,
     }
 }

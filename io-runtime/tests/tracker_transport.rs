@@ -175,7 +175,13 @@ async fn http_good_compact_reply_and_user_agents() {
     c.announce(&url(addr), &announce(), Some(b"tid"), true)
         .await
         .unwrap();
-    let head = heads.recv().await.unwrap();
+    // The reply has no swarm counts, so each announce is followed by a scrape for them.
+    let head = loop {
+        let h = heads.recv().await.unwrap();
+        if !h.starts_with("GET /scrape?") {
+            break h;
+        }
+    };
     assert!(head.contains("Private/1.0"), "{head}");
     assert!(head.contains("trackerid=tid"), "{head}");
 }
@@ -648,4 +654,86 @@ async fn udp_ipv6_tracker() {
         .await
         .unwrap();
     assert_eq!(r, vec!["[2001:db8::2]:6882".parse().unwrap()]);
+}
+
+/// The real network, counting the UDP sockets bound through the [`Network`] trait.
+#[derive(Debug, Clone, Default)]
+struct CountingNet {
+    udp_binds: Arc<AtomicUsize>,
+}
+
+impl rain_runtime::net::Network for CountingNet {
+    type Stream = <TokioNet as rain_runtime::net::Network>::Stream;
+    type Listener = <TokioNet as rain_runtime::net::Network>::Listener;
+    type Udp = <TokioNet as rain_runtime::net::Network>::Udp;
+
+    async fn connect(&self, addr: SocketAddr) -> std::io::Result<Self::Stream> {
+        rain_runtime::net::Network::connect(&TokioNet, addr).await
+    }
+
+    async fn listen(&self, addr: SocketAddr) -> std::io::Result<Self::Listener> {
+        rain_runtime::net::Network::listen(&TokioNet, addr).await
+    }
+
+    async fn resolve(&self, host: &str) -> std::io::Result<Vec<SocketAddr>> {
+        rain_runtime::net::Network::resolve(&TokioNet, host).await
+    }
+
+    async fn bind_udp(&self, addr: SocketAddr) -> std::io::Result<Self::Udp> {
+        self.udp_binds.fetch_add(1, Ordering::SeqCst);
+        rain_runtime::net::Network::bind_udp(&TokioNet, addr).await
+    }
+}
+
+/// The UDP tracker socket comes from the session's [`Network`], so a simulated network
+/// (turmoil) can carry UDP tracker traffic; one socket serves every request.
+#[tokio::test]
+async fn udp_tracker_binds_its_socket_through_the_network() {
+    let t = fake_udp(Fake::Good).await;
+    let net = CountingNet::default();
+    let c = TrackerClient::new(net.clone(), config(), Seed::from_u64(3));
+    let url = format!("udp://{}/announce", t.addr);
+    c.announce(&url, &announce(), None, false).await.unwrap();
+    c.scrape(&url, &HASH, false).await.unwrap();
+    assert_eq!(net.udp_binds.load(Ordering::SeqCst), 1);
+}
+
+/// A tracker whose announce replies carry no `complete`/`incomplete` is scraped for them, so
+/// its status still shows seeders and leechers; one that has them is not scraped.
+#[tokio::test]
+async fn http_counts_missing_from_the_announce_come_from_a_scrape() {
+    let (addr, mut heads) = serve(|head| {
+        if head.starts_with("GET /scrape?") {
+            let mut b = b"d5:filesd20:".to_vec();
+            b.extend_from_slice(&HASH.0);
+            b.extend_from_slice(b"d8:completei3e10:downloadedi7e10:incompletei2eeee");
+            Canned::Write(with_length("200 OK", &[], &b))
+        } else {
+            Canned::Write(with_length("200 OK", &[], &good_body()))
+        }
+    })
+    .await;
+    let r = client(config())
+        .announce(&url(addr), &announce(), None, false)
+        .await
+        .unwrap();
+    assert_eq!((r.seeders, r.leechers), (Some(3), Some(2)));
+    assert!(heads.recv().await.unwrap().starts_with("GET /announce?"));
+    assert!(heads.recv().await.unwrap().starts_with("GET /scrape?"));
+
+    let (addr, mut heads) = serve(|_| {
+        let body = b"d8:completei9e10:incompletei8e8:intervali1800e5:peers0:e";
+        Canned::Write(with_length("200 OK", &[], body))
+    })
+    .await;
+    let r = client(config())
+        .announce(&url(addr), &announce(), None, false)
+        .await
+        .unwrap();
+    assert_eq!((r.seeders, r.leechers), (Some(9), Some(8)));
+    assert!(heads.recv().await.unwrap().starts_with("GET /announce?"));
+    assert!(
+        heads.try_recv().is_err(),
+        "scraped although the counts were there"
+    );
 }

@@ -386,6 +386,10 @@ fn session_stats(s: &session::SessionStats) -> SessionStats {
         speed_upload: s.speed_upload,
         bytes_downloaded: s.bytes_downloaded,
         bytes_uploaded: s.bytes_uploaded,
+        block_list_rules: u32::try_from(s.blocklist_rules).unwrap_or(u32::MAX),
+        block_list_recency: s
+            .blocklist_recency
+            .map_or(-1, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
         ..SessionStats::default()
     }
 }

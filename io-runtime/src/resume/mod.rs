@@ -575,6 +575,25 @@ impl ResumeDb {
         txn.commit().map_err(self.lmdb_err())
     }
 
+    /// Writes several session values in one transaction, so that a reader sees all of them
+    /// or none (the blocklist and its timestamp and URL hash).
+    pub fn session_put_many(&self, values: &[(&str, &[u8])]) -> Result<(), ResumeError> {
+        for (key, _) in values {
+            check_key(key)?;
+        }
+        let mut txn = self.env.begin_rw_txn().map_err(self.lmdb_err())?;
+        for (key, value) in values {
+            txn.put(
+                self.dbs.session,
+                &key.as_bytes(),
+                value,
+                WriteFlags::empty(),
+            )
+            .map_err(self.lmdb_err())?;
+        }
+        txn.commit().map_err(self.lmdb_err())
+    }
+
     /// Deletes a session value; returns whether it existed.
     pub fn session_delete(&self, key: &str) -> Result<bool, ResumeError> {
         check_key(key)?;

@@ -110,6 +110,19 @@ fn records_round_trip_update_list_and_delete() {
     assert_eq!(db.session_get("blocklist").unwrap().unwrap(), b"1.2.3.0/24");
     assert!(db.session_delete("blocklist").unwrap());
     assert_eq!(db.session_get("blocklist").unwrap(), None);
+    db.session_put_many(&[("blocklist", b"10.0.0.0/8"), ("blocklist-timestamp", b"t")])
+        .unwrap();
+    assert_eq!(db.session_get("blocklist").unwrap().unwrap(), b"10.0.0.0/8");
+    assert_eq!(
+        db.session_get("blocklist-timestamp").unwrap().unwrap(),
+        b"t"
+    );
+    // A bad key fails the whole write: nothing of it is stored.
+    assert!(matches!(
+        db.session_put_many(&[("blocklist", b"x"), ("", b"y")]),
+        Err(ResumeError::InvalidKey(_))
+    ));
+    assert_eq!(db.session_get("blocklist").unwrap().unwrap(), b"10.0.0.0/8");
 
     assert!(matches!(
         db.put_torrent("", &record(1)),
