@@ -133,6 +133,9 @@ pub struct Config {
     pub dht_enabled: bool,
     /// `dht-host` (`0.0.0.0`): DHT UDP bind IP.
     pub dht_host: String,
+    /// `dht-host6` (`::`, ours): the IPv6 address of the DHT's second socket (BEP 32);
+    /// empty keeps the DHT on IPv4.
+    pub dht_host6: String,
     /// `dht-port` (`7246`): DHT UDP port, also sent in PORT messages.
     pub dht_port: u16,
     /// `dht-announce-interval` (`30m`): normal DHT re-announce period per torrent.
@@ -280,6 +283,7 @@ impl Default for Config {
 
             dht_enabled: true,
             dht_host: "0.0.0.0".to_owned(),
+            dht_host6: "::".to_owned(),
             dht_port: 7246,
             dht_announce_interval: secs(30 * 60),
             dht_min_announce_interval: secs(60),

@@ -33,6 +33,13 @@ pub fn session_config(c: &Config) -> Result<SessionConfig, String> {
             .dht_host
             .parse()
             .map_err(|_| format!("dht-host: not an IP address: {}", c.dht_host))?,
+        dht_host6: match c.dht_host6.as_str() {
+            "" => None,
+            h => Some(
+                h.parse()
+                    .map_err(|_| format!("dht-host6: not an IP address: {h}"))?,
+            ),
+        },
         dht_port: c.dht_port,
         dht_announce_interval: c.dht_announce_interval,
         dht_min_announce_interval: c.dht_min_announce_interval,
@@ -149,6 +156,18 @@ mod tests {
         c.private_peer_id_prefix = "-RN0001-".into();
         c.dht_host = "nope".into();
         assert!(session_config(&c).unwrap_err().starts_with("dht-host"));
+        let mut c = Config {
+            dht_host6: "nope".into(),
+            ..Config::default()
+        };
+        assert!(session_config(&c).unwrap_err().starts_with("dht-host6"));
+        c.dht_host6 = String::new();
+        assert_eq!(session_config(&c).unwrap().dht_host6, None);
+        c.dht_host6 = "::1".into();
+        assert_eq!(
+            session_config(&c).unwrap().dht_host6,
+            Some("::1".parse().unwrap())
+        );
         c.host = "not-an-ip".into();
         assert!(session_config(&c).unwrap_err().contains("host"));
     }

@@ -7,7 +7,7 @@ use super::Config;
 use super::kinds::{Bad, Bool, Dur, Kind, List, Mode, Path, Port, Str, U32, U64};
 
 /// Keys of ours that rain does not have.
-pub const BEYOND_RAIN: &[&str] = &["rpc-token"];
+pub const BEYOND_RAIN: &[&str] = &["rpc-token", "dht-host6"];
 
 macro_rules! config_keys {
     ($($key:literal => $field:ident: $kind:ty,)*) => {
@@ -84,6 +84,7 @@ config_keys! {
     // DHT
     "dht-enabled" => dht_enabled: Bool,
     "dht-host" => dht_host: Str,
+    "dht-host6" => dht_host6: Str,
     "dht-port" => dht_port: Port,
     "dht-announce-interval" => dht_announce_interval: Dur,
     "dht-min-announce-interval" => dht_min_announce_interval: Dur,

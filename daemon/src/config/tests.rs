@@ -217,6 +217,7 @@ rpc-shutdown-timeout: 1s
 rpc-token: s3cret
 dht-enabled: false
 dht-host: 127.0.0.1
+dht-host6: "::1"
 dht-port: 6881
 dht-announce-interval: 1h
 dht-min-announce-interval: 90s
@@ -314,6 +315,7 @@ fn every_key_parses_to_its_value() {
         rpc_token: "s3cret".into(),
         dht_enabled: false,
         dht_host: "127.0.0.1".into(),
+        dht_host6: "::1".into(),
         dht_port: 6881,
         dht_announce_interval: secs(3600),
         dht_min_announce_interval: secs(90),
