@@ -1,7 +1,7 @@
 //! Torrent payloads generated from a seed: random total size, piece length and file layout,
 //! written to a source directory and made into a `.torrent` by the runtime's own creator.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -117,8 +117,18 @@ impl ContentSpec {
         }
     }
 
-    /// Writes the payload below `root` and builds the torrent from it.
+    /// Writes the payload below `root` and builds the torrent from it (naming no tracker).
     pub fn materialize(&self, root: &Path) -> io::Result<Content> {
+        self.materialize_with_trackers(root, &[])
+    }
+
+    /// Like [`ContentSpec::materialize`], with `trackers` (one tier each) as the torrent's
+    /// announce URLs and in its magnet link. The info-hash does not depend on them.
+    pub fn materialize_with_trackers(
+        &self,
+        root: &Path,
+        trackers: &[String],
+    ) -> io::Result<Content> {
         let mut rng = Rng::new(Seed::from_u64(self.seed));
         let mut files = Vec::new();
         for (rel, &len) in self.relative_paths().into_iter().zip(&self.lengths) {
@@ -135,6 +145,7 @@ impl ContentSpec {
             paths: vec![root.join(&self.name)],
             piece_length: Some(self.piece_length),
             threads: 1,
+            trackers: trackers.iter().map(|t| vec![t.clone()]).collect(),
             ..CreateOptions::default()
         };
         let torrent = create_torrent(&opts).map_err(io::Error::other)?;
@@ -145,6 +156,7 @@ impl ContentSpec {
             pieces: mi.info.piece_count(),
             torrent,
             files,
+            trackers: trackers.to_vec(),
         })
     }
 }
@@ -162,6 +174,8 @@ pub struct Content {
     pub pieces: u32,
     /// Each file's path relative to a storage root and its bytes.
     pub files: Vec<(PathBuf, Vec<u8>)>,
+    /// The announce URLs the torrent and the magnet link name.
+    pub trackers: Vec<String>,
 }
 
 impl fmt::Debug for Content {
@@ -175,13 +189,25 @@ impl fmt::Debug for Content {
 }
 
 impl Content {
-    /// A magnet link with the info-hash and the name only (metadata must come from peers).
+    /// A magnet link with the info-hash, the name and the trackers, if any (metadata must
+    /// come from peers).
     pub fn magnet(&self) -> String {
-        format!(
+        let mut m = format!(
             "magnet:?xt=urn:btih:{}&dn={}",
             self.info_hash.to_hex(),
             self.spec.name
-        )
+        );
+        for t in &self.trackers {
+            m.push_str("&tr=");
+            for b in t.bytes() {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    m.push(char::from(b));
+                } else {
+                    let _ = write!(m, "%{b:02X}");
+                }
+            }
+        }
+        m
     }
 
     /// Copies the payload below `root` (a seeder's storage root).

@@ -10,7 +10,9 @@
 //! - [`scenario`]: who is in the swarm and the fault plan (latency and jitter per link,
 //!   partitions that heal, crashes with restart from the resume store, slow uplinks), from one
 //!   seed; with [`Scenario::dht`], peers find each other through the DHT only (a bare DHT node
-//!   on the host `router` to bootstrap from, and optionally DHT nodes that never answer).
+//!   on the host `router` to bootstrap from, and optionally DHT nodes that never answer); with
+//!   [`Scenario::tracker`], through a UDP tracker on the host `tracker` (and the DHT if on).
+//! - [`tracker`]: a minimal BEP 15 tracker that a turmoil host serves.
 //! - [`run`]: runs a scenario, checks liveness (every leecher completes within a simulated-time
 //!   budget once the faults stop) and safety (every leecher's bytes equal the source, and
 //!   [`safety`] checks on every host's statistics sample), and returns the event trace with
@@ -26,6 +28,7 @@ pub mod run;
 pub mod safety;
 pub mod scenario;
 pub mod throttle;
+pub mod tracker;
 
 pub use content::{Content, ContentSpec};
 pub use run::{HostReport, Outcome, SimError, TraceEvent, run};

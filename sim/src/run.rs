@@ -12,10 +12,12 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use rain_proto::dht::DhtConfig;
 use rain_proto::rng::Seed;
-use rain_runtime::announce::NoAnnouncer;
+use rain_runtime::announce::{Announcer, NoAnnouncer};
 use rain_runtime::blocking::BlockingMode;
 use rain_runtime::dht::{DhtHandle, DhtSettings};
 use rain_runtime::session::{AddOptions, Session, SessionConfig, SessionEvent};
+use rain_runtime::tracker_client::{TrackerClient, TrackerConfig};
+use rain_runtime::udp_tracker::UdpTrackerConfig;
 use sha1::{Digest, Sha1};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -24,6 +26,7 @@ use crate::evil::{EvilPeer, Misbehaviour};
 use crate::net::TurmoilNet;
 use crate::safety::{Bounds, PeerLoad, violations};
 use crate::scenario::{Fault, HostId, SEED_ENV, Scenario};
+use crate::tracker::{self, TrackerStats};
 
 /// The port every simulated session listens on (each host has one torrent).
 pub const PORT: u16 = 6881;
@@ -82,6 +85,9 @@ pub struct Outcome {
     pub flood_requests_sent: u64,
     /// Datagrams the silent DHT nodes received (and dropped).
     pub silent_dht_datagrams: u64,
+    /// Announces the simulated tracker answered, over all its incarnations (0 without
+    /// [`Scenario::tracker`]).
+    pub tracker_announces: u64,
     /// Simulated time of the whole run.
     pub elapsed: Duration,
     /// Turmoil steps taken.
@@ -275,6 +281,10 @@ struct PeerHost {
     peers: Vec<String>,
     /// `Some(bootstrap nodes)`: run the DHT.
     dht: Option<Vec<String>>,
+    /// Announce to the simulated tracker (the torrent and magnet name it).
+    tracker: bool,
+    /// The software starts only at this simulated time ([`Fault::Join`]).
+    join_at: Duration,
     net: TurmoilNet,
     board: SharedBoard,
 }
@@ -290,6 +300,10 @@ impl PeerHost {
     }
 
     async fn run(self) -> turmoil::Result {
+        // Only a late joiner sleeps: even a zero sleep would cost the others a turmoil step.
+        if let Some(wait) = self.join_at.checked_sub(sim_now()).filter(|d| !d.is_zero()) {
+            tokio::time::sleep(wait).await;
+        }
         let incarnation = {
             let mut b = lock(&self.board);
             let n = b.incarnation.entry(self.name.clone()).or_insert(0);
@@ -307,7 +321,16 @@ impl PeerHost {
         }
         let bounds = Bounds::of(&config);
         let mut prev_bytes = None;
-        let session = Session::with_parts(config, self.net.clone(), Arc::new(NoAnnouncer)).await?;
+        let announcer: Arc<dyn Announcer> = if self.tracker {
+            Arc::new(TrackerClient::new(
+                self.net.clone(),
+                sim_tracker_config(),
+                Seed::from_u64(self.seed),
+            ))
+        } else {
+            Arc::new(NoAnnouncer)
+        };
+        let session = Session::with_parts(config, self.net.clone(), announcer).await?;
         let mut events = session.subscribe();
         if session.get(TORRENT_ID).is_none() {
             let opts = AddOptions {
@@ -430,6 +453,21 @@ pub fn enable_dht(config: &mut SessionConfig, bootstrap: Vec<String>) {
     config.dht_min_announce_interval = DHT_MIN_ANNOUNCE_INTERVAL;
 }
 
+/// How simulated sessions reach the tracker: BEP 15's clock scaled down fifteenfold
+/// (retransmit after 1 s, doubling; connection ids kept 4 s), three retries, and 10 s per
+/// request, so that an outage costs simulated seconds, not minutes.
+pub fn sim_tracker_config() -> TrackerConfig {
+    TrackerConfig {
+        udp: UdpTrackerConfig {
+            retransmit_base: Duration::from_secs(1),
+            max_retries: 3,
+            timeout: Duration::from_secs(10),
+            ..UdpTrackerConfig::default()
+        },
+        ..TrackerConfig::default()
+    }
+}
+
 /// The router: a bare DHT node (no session, no torrent) on [`DHT_PORT`] that bootstraps from
 /// nobody; every rain host bootstraps from it. Runs until the simulation ends.
 async fn run_dht_router(net: TurmoilNet, seed: u64, board: SharedBoard) -> turmoil::Result {
@@ -491,6 +529,17 @@ enum Action {
     Restart(HostId),
 }
 
+/// When `host`'s software first starts: at the start, or later for a [`Fault::Join`].
+fn join_of(s: &Scenario, host: HostId) -> Duration {
+    s.faults
+        .iter()
+        .find_map(|f| match f {
+            Fault::Join { host: h, at } if *h == host => Some(*at),
+            _ => None,
+        })
+        .unwrap_or(Duration::ZERO)
+}
+
 /// The uplink bandwidth of `host`, if a fault limits it.
 fn uplink_of(s: &Scenario, host: HostId) -> Option<u64> {
     s.faults.iter().find_map(|f| match f {
@@ -516,7 +565,7 @@ fn schedule(s: &Scenario) -> Vec<(Duration, Action)> {
                     plan.push((*r, Action::Restart(*host)));
                 }
             }
-            Fault::Link { .. } | Fault::Uplink { .. } => {}
+            Fault::Link { .. } | Fault::Uplink { .. } | Fault::Join { .. } => {}
         }
     }
     plan.sort_by_key(|(t, _)| *t);
@@ -532,10 +581,15 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
         .prefix("rain-sim-")
         .tempdir()
         .map_err(|e| SimError::Setup(e.to_string()))?;
+    let trackers: Vec<String> = scenario
+        .tracker
+        .then(tracker::announce_url)
+        .into_iter()
+        .collect();
     let content = Arc::new(
         scenario
             .content
-            .materialize(&tmp.path().join("source"))
+            .materialize_with_trackers(&tmp.path().join("source"), &trackers)
             .map_err(|e| SimError::Setup(e.to_string()))?,
     );
     let board = SharedBoard::default();
@@ -570,6 +624,14 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
             _ => sim.host(host.name(), move || run_silent_dht(received.clone())),
         }
     }
+    let tracker_stats = Arc::new(TrackerStats::default());
+    if scenario.tracker {
+        let stats = tracker_stats.clone();
+        let host_seed = host_seed(seed, HostId::Tracker);
+        sim.host(HostId::Tracker.name(), move || {
+            tracker::serve(host_seed, stats.clone())
+        });
+    }
     for host in scenario.honest_hosts() {
         let (seeder, index) = match host {
             HostId::Seeder(i) => (true, i),
@@ -577,7 +639,7 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
             _ => unreachable!("honest hosts are seeders and leechers"),
         };
         let mut peers = Vec::new();
-        if !seeder && !scenario.dht {
+        if !seeder && !scenario.dht && !scenario.tracker {
             peers.extend((0..scenario.seeders).map(|i| HostId::Seeder(i).name()));
             let first = index.saturating_sub(scenario.leecher_links);
             peers.extend((first..index).map(|i| HostId::Leecher(i).name()));
@@ -591,6 +653,8 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
             magnet: !seeder && index < scenario.magnet_leechers,
             peers,
             dht: scenario.dht.then(|| dht_bootstrap.clone()),
+            tracker: scenario.tracker,
+            join_at: join_of(scenario, host),
             net: uplink_of(scenario, host).map_or_else(|| net.clone(), |r| net.with_uplink(r)),
             board: board.clone(),
         };
@@ -700,7 +764,7 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
             let others = (0..scenario.seeders)
                 .map(HostId::Seeder)
                 .chain(scenario.dht.then_some(HostId::DhtRouter));
-            let stats = pending
+            let mut stats: Vec<String> = pending
                 .iter()
                 .copied()
                 .chain(others)
@@ -709,6 +773,15 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
                     format!("{h}: {s}")
                 })
                 .collect();
+            if scenario.tracker {
+                stats.push(format!(
+                    "{}: {} announces, {} bad connection ids, swarms [{}]",
+                    HostId::Tracker,
+                    tracker_stats.announces(),
+                    tracker_stats.bad_connection_ids.load(Ordering::Relaxed),
+                    tracker_stats.summary()
+                ));
+            }
             return Err(SimError::Liveness {
                 seed,
                 pending,
@@ -775,6 +848,7 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
         corrupt_blocks_served: served.load(Ordering::Relaxed),
         flood_requests_sent: flooded.load(Ordering::Relaxed),
         silent_dht_datagrams: silent_received.load(Ordering::Relaxed),
+        tracker_announces: tracker_stats.announces(),
         elapsed,
         steps,
     })

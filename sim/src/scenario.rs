@@ -45,6 +45,9 @@ pub enum HostId {
     DhtRouter,
     /// A host that binds the DHT port and never answers (only when [`Scenario::dht`] is set).
     SilentDht(usize),
+    /// The UDP tracker every torrent and magnet names (only when [`Scenario::tracker`] is
+    /// set; see [`crate::tracker`]).
+    Tracker,
 }
 
 impl HostId {
@@ -58,6 +61,7 @@ impl HostId {
             HostId::Flood(i) => format!("flood{i}"),
             HostId::DhtRouter => "router".to_owned(),
             HostId::SilentDht(i) => format!("silent{i}"),
+            HostId::Tracker => "tracker".to_owned(),
         }
     }
 }
@@ -105,6 +109,14 @@ pub enum Fault {
         /// Most latency (jitter is `max - min`).
         max: Duration,
     },
+    /// The rain host `host` is switched on only at `at` (its software starts then): a peer
+    /// that joins the swarm late, after what happened before (a tracker outage, say).
+    Join {
+        /// Which host (a seeder or leecher).
+        host: HostId,
+        /// When it starts.
+        at: Duration,
+    },
     /// Everything `host` sends over TCP shares an uplink of `bytes_per_sec` for the whole run.
     Uplink {
         /// Which host.
@@ -120,6 +132,7 @@ impl Fault {
         match self {
             Fault::Partition { until, .. } => *until,
             Fault::Crash { at, restart, .. } => restart.unwrap_or(*at),
+            Fault::Join { at, .. } => *at,
             Fault::Link { .. } | Fault::Uplink { .. } => Duration::ZERO,
         }
     }
@@ -156,14 +169,19 @@ pub struct Scenario {
     pub budget: Duration,
     /// Simulated time of one turmoil step.
     pub tick: Duration,
-    /// Peers find each other through the DHT only: every rain host runs a DHT node that
-    /// bootstraps from a bare DHT node on the host `router`, leechers are introduced to no
-    /// peer, and magnet links name no tracker and no peer. Off: leechers are introduced to the
-    /// seeders and to `leecher_links` earlier leechers, and no host runs a DHT.
+    /// Peers find each other through the DHT: every rain host runs a DHT node that
+    /// bootstraps from a bare DHT node on the host `router`, and leechers are introduced to no
+    /// peer (magnet links name no peer, and no tracker unless [`Scenario::tracker`] is on).
+    /// Off, and without the tracker: leechers are introduced to the seeders and to
+    /// `leecher_links` earlier leechers, and no host runs a DHT.
     pub dht: bool,
     /// With [`Scenario::dht`]: hosts that bind the DHT port and never answer, listed in every
     /// rain host's bootstrap nodes (so bootstraps and lookups meet unresponsive nodes).
     pub silent_dht_nodes: usize,
+    /// A UDP tracker on the host `tracker` ([`crate::tracker`]): the torrent and the magnet
+    /// links name it, every rain host announces to it, and leechers are introduced to no peer
+    /// (the tracker, and the DHT if [`Scenario::dht`] is on too, is how peers find each other).
+    pub tracker: bool,
 }
 
 impl fmt::Debug for Scenario {
@@ -171,8 +189,8 @@ impl fmt::Debug for Scenario {
         write!(
             f,
             "seed={} (0x{:x}) content=[{:?}] seeders={} leechers={} (magnet {}) corrupt={} \
-             stall={} flood={} leecher_links={} dht={} silent_dht={} latency={:?}..{:?} budget={:?} \
-             tick={:?} faults={:?}",
+             stall={} flood={} leecher_links={} dht={} silent_dht={} tracker={} latency={:?}..{:?} \
+             budget={:?} tick={:?} faults={:?}",
             self.seed,
             self.seed,
             self.content,
@@ -185,6 +203,7 @@ impl fmt::Debug for Scenario {
             self.leecher_links,
             self.dht,
             self.silent_dht_nodes,
+            self.tracker,
             self.latency.0,
             self.latency.1,
             self.budget,
@@ -214,14 +233,16 @@ impl Scenario {
             tick: Duration::from_millis(5),
             dht: false,
             silent_dht_nodes: 0,
+            tracker: false,
         }
     }
 
     /// A random scenario: 1–2 seeders, 1–6 leechers (some from magnets), now and then a
     /// corrupt, stalling or flooding peer, per-link latencies, at most one partition and one
     /// crash, and now and then a host with a slow uplink.
-    /// In one scenario of three the peers find each other through the DHT only (with up to
-    /// two silent DHT nodes); otherwise they are introduced directly.
+    /// In one scenario of three the peers find each other through the DHT (with up to two
+    /// silent DHT nodes), in one of four through a UDP tracker (which crashes and restarts in
+    /// one of those three), both in one of twelve; otherwise they are introduced directly.
     pub fn random(seed: u64) -> Self {
         let mut rng = Rng::new(Seed::from_u64(seed ^ 0x7363_656e_6172_696f));
         let mut s = Scenario::new(seed);
@@ -277,6 +298,20 @@ impl Scenario {
                 bytes_per_sec,
             });
         }
+        // Drawn last, so the earlier draws (and the scenarios of seeds that get no tracker)
+        // stay what they were before the tracker joined.
+        if rng.below(4) == 0 {
+            s.tracker = true;
+            if rng.below(3) == 0 {
+                let at = ms(&mut rng, 0, 5000);
+                let restart = Some(at + ms(&mut rng, 500, 10_000));
+                s.faults.push(Fault::Crash {
+                    host: HostId::Tracker,
+                    at,
+                    restart,
+                });
+            }
+        }
         s
     }
 
@@ -322,6 +357,12 @@ impl Scenario {
         self
     }
 
+    /// Turns the simulated UDP tracker on or off (see [`Scenario::tracker`]).
+    pub fn tracker(mut self, on: bool) -> Self {
+        self.tracker = on;
+        self
+    }
+
     /// Sets the number of DHT nodes that never answer (used only with [`Scenario::dht`]).
     pub fn silent_dht_nodes(mut self, n: usize) -> Self {
         self.silent_dht_nodes = n;
@@ -361,6 +402,9 @@ impl Scenario {
         h.extend((0..self.stall_peers).map(HostId::Stall));
         h.extend((0..self.flood_peers).map(HostId::Flood));
         h.extend(self.dht_hosts());
+        if self.tracker {
+            h.push(HostId::Tracker);
+        }
         h
     }
 

@@ -1,7 +1,8 @@
 //! The scenario search (issue #9): proptest draws seeds, each seed generates a whole scenario
 //! ([`Scenario::random`]: payload layout, swarm size, magnets, corrupt and stalling peers,
 //! per-link latency and jitter, a partition that heals, a crash with restart, peer discovery
-//! through the DHT alone in one scenario of three), and every run must be safe and live.
+//! through the DHT in one scenario of three and through a UDP tracker, now and then crashing,
+//! in one of four), and every run must be safe and live.
 //!
 //! `RAIN_SIM_CASES=<n>` runs more cases (default 6). A failing case prints its scenario with
 //! its seed; `RAIN_SIM_SEED=<seed> cargo test -p rain-sim --test swarm_proptest replay` replays

@@ -1,0 +1,371 @@
+//! A minimal, real BEP 15 UDP tracker for simulated swarms (the host `tracker` of a
+//! [`Scenario`](crate::Scenario) with [`Scenario::tracker`](crate::Scenario::tracker)).
+//!
+//! [`TrackerState`] is the sans-IO tracker: connect (connection ids bound to the client's
+//! address and to this tracker's incarnation, so ids from before a restart, or made up, are
+//! refused), announce (each announcer's IP and announced port remembered per info-hash,
+//! dropped on `stopped` or when not heard from for [`PEER_TTL`], and up to `numwant` others
+//! returned in compact form) and scrape. [`serve`] runs it on UDP port [`TRACKER_PORT`] of a
+//! turmoil host. A crashed tracker loses its state: a restarted one starts with an empty swarm.
+//!
+//! Everything it does is a function of the datagrams it receives and its seed (peer lists are
+//! kept in `BTreeMap`s, the sample of a large swarm is drawn from a seeded RNG), so a run stays
+//! reproducible.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rain_proto::rng::{Rng, Seed};
+use sha1::{Digest, Sha1};
+
+/// The UDP port the simulated tracker listens on.
+pub const TRACKER_PORT: u16 = 6969;
+/// The `interval` the tracker hands out: short, for simulated minutes (rain clamps intervals
+/// to at least 30 s anyway).
+pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(30);
+/// A peer not heard from for this long is forgotten (crashed hosts never send `stopped`).
+pub const PEER_TTL: Duration = Duration::from_secs(4 * 30);
+/// Peers returned when the announce asks for the default (`numwant` -1).
+pub const DEFAULT_NUM_WANT: usize = 50;
+/// Most peers in one reply, whatever `numwant` says (1200 bytes: one datagram).
+pub const MAX_PEERS: usize = 200;
+
+/// BEP 15's connect magic.
+const PROTOCOL_ID: u64 = 0x0417_2710_1980;
+const ACTION_CONNECT: u32 = 0;
+const ACTION_ANNOUNCE: u32 = 1;
+const ACTION_SCRAPE: u32 = 2;
+/// Most info-hashes answered in one scrape (BEP 15: about 74 fit a datagram).
+const MAX_SCRAPE: usize = 74;
+
+/// The announce URL of the simulated tracker, as torrents and magnets name it.
+pub fn announce_url() -> String {
+    format!("udp://tracker:{TRACKER_PORT}/announce")
+}
+
+/// Counters shared by every incarnation of a tracker host and the test that reads them.
+#[derive(Debug, Default)]
+pub struct TrackerStats {
+    /// Connect requests answered.
+    pub connects: AtomicU64,
+    /// Announces answered.
+    pub announces: AtomicU64,
+    /// Scrapes answered.
+    pub scrapes: AtomicU64,
+    /// Requests dropped for a connection id this incarnation did not give out.
+    pub bad_connection_ids: AtomicU64,
+    /// Times the tracker software started (1 on the first start).
+    pub incarnations: AtomicU64,
+    /// A one-line summary of the swarms after the last announce (for failure reports).
+    pub summary: Mutex<String>,
+}
+
+impl TrackerStats {
+    /// Announces answered so far.
+    pub fn announces(&self) -> u64 {
+        self.announces.load(Ordering::Relaxed)
+    }
+
+    /// The latest summary line.
+    pub fn summary(&self) -> String {
+        self.summary
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One peer of a swarm, as the tracker last heard of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PeerEntry {
+    /// Nothing left to download.
+    seed: bool,
+    /// When it last announced.
+    seen: Duration,
+}
+
+/// The sans-IO tracker: answers one datagram at a time.
+#[derive(Debug)]
+pub struct TrackerState {
+    /// Keys the connection ids of this incarnation.
+    secret: [u8; 8],
+    /// Per info-hash, each peer by its IP and announced port.
+    swarms: BTreeMap<[u8; 20], BTreeMap<SocketAddr, PeerEntry>>,
+    /// `completed` events seen per info-hash (the scrape's `downloaded`).
+    completed: BTreeMap<[u8; 20], u32>,
+    rng: Rng,
+    stats: Arc<TrackerStats>,
+}
+
+impl TrackerState {
+    /// A tracker with empty swarms; `seed` keys its connection ids and sampling.
+    pub fn new(seed: u64, stats: Arc<TrackerStats>) -> Self {
+        let mut rng = Rng::new(Seed::from_u64(seed));
+        let secret = rng.next_u64().to_le_bytes();
+        TrackerState {
+            secret,
+            swarms: BTreeMap::new(),
+            completed: BTreeMap::new(),
+            rng,
+            stats,
+        }
+    }
+
+    /// The connection id this incarnation gives `from` (BEP 15: bound to the client's address).
+    fn connection_id(&self, from: SocketAddr) -> u64 {
+        let mut h = Sha1::new();
+        h.update(self.secret);
+        h.update(from.to_string().as_bytes());
+        let d = h.finalize();
+        u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+    }
+
+    /// Peers in the swarm of `info_hash` (for tests and reports).
+    pub fn peers(&self, info_hash: &[u8; 20]) -> Vec<SocketAddr> {
+        self.swarms
+            .get(info_hash)
+            .map(|s| s.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Handles a datagram from `from` at simulated time `now`; the reply to send back, if any.
+    /// Malformed requests, unknown actions and unknown connection ids get no reply.
+    pub fn handle(&mut self, now: Duration, from: SocketAddr, p: &[u8]) -> Option<Vec<u8>> {
+        if p.len() < 16 {
+            return None;
+        }
+        let connection_id = u64::from_be_bytes(p[0..8].try_into().ok()?);
+        let action = u32::from_be_bytes(p[8..12].try_into().ok()?);
+        let tid = &p[12..16];
+        let mut reply = Vec::new();
+        if action == ACTION_CONNECT {
+            if connection_id != PROTOCOL_ID {
+                return None;
+            }
+            reply.extend_from_slice(&ACTION_CONNECT.to_be_bytes());
+            reply.extend_from_slice(tid);
+            reply.extend_from_slice(&self.connection_id(from).to_be_bytes());
+            TrackerStats::bump(&self.stats.connects);
+            return Some(reply);
+        }
+        if connection_id != self.connection_id(from) {
+            TrackerStats::bump(&self.stats.bad_connection_ids);
+            return None;
+        }
+        match action {
+            ACTION_ANNOUNCE if p.len() >= 98 => {
+                self.announce(now, from, p, tid, &mut reply);
+                TrackerStats::bump(&self.stats.announces);
+            }
+            ACTION_SCRAPE => {
+                reply.extend_from_slice(&ACTION_SCRAPE.to_be_bytes());
+                reply.extend_from_slice(tid);
+                for hash in p[16..].chunks_exact(20).take(MAX_SCRAPE) {
+                    let hash: [u8; 20] = hash.try_into().ok()?;
+                    let (seeders, leechers) = self.counts(&hash);
+                    let done = self.completed.get(&hash).copied().unwrap_or(0);
+                    for v in [seeders, done, leechers] {
+                        reply.extend_from_slice(&v.to_be_bytes());
+                    }
+                }
+                TrackerStats::bump(&self.stats.scrapes);
+            }
+            _ => return None,
+        }
+        Some(reply)
+    }
+
+    fn announce(
+        &mut self,
+        now: Duration,
+        from: SocketAddr,
+        p: &[u8],
+        tid: &[u8],
+        out: &mut Vec<u8>,
+    ) {
+        let be32 = |i: usize| u32::from_be_bytes([p[i], p[i + 1], p[i + 2], p[i + 3]]);
+        let hash: [u8; 20] = p[16..36].try_into().expect("20 bytes");
+        let left = u64::from_be_bytes(p[64..72].try_into().expect("8 bytes"));
+        let event = be32(80);
+        let num_want = match be32(92) as i32 {
+            n if n < 0 => DEFAULT_NUM_WANT,
+            n => (n as usize).min(MAX_PEERS),
+        };
+        let port = u16::from_be_bytes([p[96], p[97]]);
+        // The sender's address; the optional IP field is ignored, as most trackers do.
+        let me = SocketAddr::new(from.ip(), port);
+        let swarm = self.swarms.entry(hash).or_default();
+        swarm.retain(|_, e| now.saturating_sub(e.seen) < PEER_TTL);
+        let others: Vec<SocketAddr> = swarm
+            .keys()
+            .filter(|a| **a != me && matches!(a.ip(), IpAddr::V4(_)))
+            .copied()
+            .collect();
+        // stopped (3): forget it, and send no peers; completed (1) is counted for scrapes.
+        if event == 3 {
+            swarm.remove(&me);
+        } else {
+            swarm.insert(
+                me,
+                PeerEntry {
+                    seed: left == 0,
+                    seen: now,
+                },
+            );
+            if event == 1 {
+                *self.completed.entry(hash).or_default() += 1;
+            }
+        }
+        let mut peers = if event == 3 { Vec::new() } else { others };
+        // A deterministic sample when the swarm is larger than asked for.
+        while peers.len() > num_want {
+            let i = self.rng.below(peers.len() as u64) as usize;
+            peers.remove(i);
+        }
+        let (seeders, leechers) = self.counts(&hash);
+        out.extend_from_slice(&ACTION_ANNOUNCE.to_be_bytes());
+        out.extend_from_slice(tid);
+        let interval = u32::try_from(ANNOUNCE_INTERVAL.as_secs()).unwrap_or(u32::MAX);
+        for v in [interval, leechers, seeders] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        for a in peers {
+            if let IpAddr::V4(ip) = a.ip() {
+                out.extend_from_slice(&ip.octets());
+                out.extend_from_slice(&a.port().to_be_bytes());
+            }
+        }
+        let summary = self
+            .swarms
+            .iter()
+            .map(|(h, s)| {
+                let seeds = s.values().filter(|e| e.seed).count();
+                format!(
+                    "{:02x}{:02x}..: {} peers ({seeds} seeds)",
+                    h[0],
+                    h[1],
+                    s.len()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        *self
+            .stats
+            .summary
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = summary;
+    }
+
+    /// (seeders, leechers) of a swarm.
+    fn counts(&self, hash: &[u8; 20]) -> (u32, u32) {
+        let Some(s) = self.swarms.get(hash) else {
+            return (0, 0);
+        };
+        let seeds = s.values().filter(|e| e.seed).count();
+        let n = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+        (n(seeds), n(s.len() - seeds))
+    }
+}
+
+/// Runs a tracker on UDP [`TRACKER_PORT`] of the current turmoil host until the simulation
+/// ends or the host crashes. Each start (a restart after a crash too) begins with empty swarms
+/// and a fresh connection-id key, derived from `seed` and the incarnation.
+pub async fn serve(seed: u64, stats: Arc<TrackerStats>) -> turmoil::Result {
+    let incarnation = stats.incarnations.fetch_add(1, Ordering::Relaxed) + 1;
+    let mut state = TrackerState::new(
+        seed ^ incarnation.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        stats,
+    );
+    let socket =
+        turmoil::net::UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, TRACKER_PORT)))
+            .await?;
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let (n, from) = socket.recv_from(&mut buf).await?;
+        let now = turmoil::sim_elapsed().unwrap_or_default();
+        if let Some(reply) = state.handle(now, from, &buf[..n]) {
+            socket.send_to(&reply, from).await?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HASH: [u8; 20] = [7; 20];
+
+    fn connect(t: &mut TrackerState, from: SocketAddr) -> u64 {
+        let mut p = PROTOCOL_ID.to_be_bytes().to_vec();
+        p.extend_from_slice(&ACTION_CONNECT.to_be_bytes());
+        p.extend_from_slice(&1u32.to_be_bytes());
+        let r = t.handle(Duration::ZERO, from, &p).expect("connect reply");
+        assert_eq!(
+            &r[..8],
+            &[0, 0, 0, 0, 0, 0, 0, 1][..],
+            "action and transaction id"
+        );
+        u64::from_be_bytes(r[8..16].try_into().unwrap())
+    }
+
+    /// An announce from `from`; the peers of the reply.
+    fn announce(
+        t: &mut TrackerState,
+        now: Duration,
+        from: SocketAddr,
+        event: u32,
+        num_want: i32,
+    ) -> Vec<SocketAddr> {
+        let cid = connect(t, from);
+        let mut p = cid.to_be_bytes().to_vec();
+        p.extend_from_slice(&ACTION_ANNOUNCE.to_be_bytes());
+        p.extend_from_slice(&9u32.to_be_bytes());
+        p.extend_from_slice(&HASH);
+        p.resize(80, 0);
+        p.extend_from_slice(&event.to_be_bytes());
+        p.resize(92, 0);
+        p.extend_from_slice(&num_want.to_be_bytes());
+        p.extend_from_slice(&6881u16.to_be_bytes());
+        let r = t.handle(now, from, &p).expect("announce reply");
+        assert_eq!(&r[4..8], &9u32.to_be_bytes(), "the transaction id echoed");
+        r[20..]
+            .chunks_exact(6)
+            .map(|c| {
+                let ip = Ipv4Addr::new(c[0], c[1], c[2], c[3]);
+                SocketAddr::from((ip, u16::from_be_bytes([c[4], c[5]])))
+            })
+            .collect()
+    }
+
+    fn addr(i: u8) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, i], 40_000 + u16::from(i)))
+    }
+
+    /// numwant caps the reply (a seeded sample), and peers not heard from for [`PEER_TTL`]
+    /// are forgotten.
+    #[test]
+    fn num_want_and_expiry() {
+        let mut t = TrackerState::new(1, Arc::default());
+        for i in 1..=5 {
+            announce(&mut t, Duration::ZERO, addr(i), 2, -1);
+        }
+        let got = announce(&mut t, Duration::ZERO, addr(6), 0, 3);
+        assert_eq!(got.len(), 3);
+        assert!(
+            got.iter()
+                .all(|a| a.port() == 6881 && a.ip() != addr(6).ip())
+        );
+        assert_eq!(t.peers(&HASH).len(), 6);
+        let later = PEER_TTL + Duration::from_secs(1);
+        let got = announce(&mut t, later, addr(7), 2, -1);
+        assert!(got.is_empty(), "everyone else expired: {got:?}");
+        assert_eq!(t.peers(&HASH).len(), 1);
+    }
+}
