@@ -224,20 +224,21 @@ fn payload(len: usize, salt: u32) -> Vec<u8> {
 }
 
 fn session_config(dir: &Path, seed: u64, retry: Duration) -> SessionConfig {
+    // A port the kernel just handed out: free, unlike a range derived from it, which a
+    // parallel test or an ephemeral connection may already hold (a seeder then runs without a
+    // listener and its leecher stalls).
     let ports = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port()
-        / 2
-        + 20_000;
+        .port();
     SessionConfig {
         database: dir.join("session.db"),
         data_dir: dir.join("data"),
         data_dir_includes_torrent_id: false,
         host: "127.0.0.1".parse().unwrap(),
         port_begin: ports,
-        port_end: ports + 10,
+        port_end: ports + 1,
         seed: Some(seed),
         webseed_retry_interval: retry,
         ..SessionConfig::default()
