@@ -101,14 +101,15 @@ async fn serve(at: IpAddr, content_type: &'static str, body: Vec<u8>) -> Server 
     Server { addr, hits, task }
 }
 
-/// A torrent of one small file under `dir`, with `trackers` (one tier each).
-fn torrent(dir: &Path, trackers: &[String]) -> Vec<u8> {
+/// A torrent of one small file under `dir`, with `trackers` (one tier each) and `webseeds`.
+fn torrent(dir: &Path, trackers: &[String], webseeds: &[String]) -> Vec<u8> {
     let src = dir.join("src");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("a.bin"), vec![7u8; 50_000]).unwrap();
     create_torrent(&CreateOptions {
         paths: vec![src.join("a.bin")],
         trackers: trackers.iter().map(|t| vec![t.clone()]).collect(),
+        webseeds: webseeds.to_vec(),
         ..CreateOptions::default()
     })
     .unwrap()
@@ -171,7 +172,7 @@ async fn peers_from_blocked_ips_are_refused_and_others_accepted() {
         let stats = s.session_stats().await;
         assert_eq!(stats.blocklist_rules, 1);
         assert!(stats.blocklist_recency.is_some());
-        let bytes = torrent(tmp.path(), &[]);
+        let bytes = torrent(tmp.path(), &[], &[]);
         let port = add_listening(&s, &bytes).await;
         assert!(
             !answered_from(ip(2), port, &bytes).await,
@@ -219,7 +220,7 @@ async fn the_list_is_kept_in_the_database_and_used_when_the_url_is_down() {
         c.blocklist_update_interval = Duration::ZERO;
         let s = Session::new(c).await.unwrap();
         assert_eq!(s.session_stats().await.blocklist_rules, 2);
-        let bytes = torrent(tmp.path(), &[]);
+        let bytes = torrent(tmp.path(), &[], &[]);
         let port = add_listening(&s, &bytes).await;
         assert!(!answered_from(ip(2), port, &bytes).await);
         assert!(answered_from(ip(3), port, &bytes).await);
@@ -252,7 +253,7 @@ async fn a_list_without_valid_rules_is_refused_without_harm() {
         let stats = s.session_stats().await;
         assert_eq!(stats.blocklist_rules, 0);
         assert_eq!(stats.blocklist_recency, None);
-        let bytes = torrent(tmp.path(), &[]);
+        let bytes = torrent(tmp.path(), &[], &[]);
         let port = add_listening(&s, &bytes).await;
         assert!(answered_from(ip(2), port, &bytes).await);
         s.close().await.unwrap();
@@ -276,7 +277,7 @@ async fn trackers_on_blocked_ips_are_not_contacted() {
             format!("http://{}/announce", allowed_http.addr),
         ];
         let s = Session::new(config(tmp.path(), &list.url())).await.unwrap();
-        let bytes = torrent(tmp.path(), &trackers);
+        let bytes = torrent(tmp.path(), &trackers, &[]);
         add_listening(&s, &bytes).await;
         // Every tracker has been tried once it has a state other than "not contacted" and
         // "contacting".
@@ -319,15 +320,7 @@ async fn webseeds_on_blocked_ips_are_not_contacted() {
         let tmp = tempfile::tempdir().unwrap();
         let list = serve(ip(1), "text/plain", b"127.0.0.2\n".to_vec()).await;
         let webseed = serve(ip(2), "application/octet-stream", vec![7u8; 50_000]).await;
-        let src = tmp.path().join("src");
-        std::fs::create_dir_all(&src).unwrap();
-        std::fs::write(src.join("a.bin"), vec![7u8; 50_000]).unwrap();
-        let bytes = create_torrent(&CreateOptions {
-            paths: vec![src.join("a.bin")],
-            webseeds: vec![format!("http://{}/", webseed.addr)],
-            ..CreateOptions::default()
-        })
-        .unwrap();
+        let bytes = torrent(tmp.path(), &[], &[format!("http://{}/", webseed.addr)]);
         let s = Session::new(config(tmp.path(), &list.url())).await.unwrap();
         add_listening(&s, &bytes).await;
         // The source has been tried once it reports an error.
@@ -360,7 +353,7 @@ async fn blocked_addresses_are_never_dialled() {
         blocked.set_nonblocking(true).unwrap();
         let allowed = TcpListener::bind((ip(3), 0)).await.unwrap();
         let s = Session::new(config(tmp.path(), &list.url())).await.unwrap();
-        let bytes = torrent(tmp.path(), &[]);
+        let bytes = torrent(tmp.path(), &[], &[]);
         add_listening(&s, &bytes).await;
         s.add_peer("t", &blocked.local_addr().unwrap().to_string())
             .await
