@@ -1,11 +1,12 @@
 //! Torrent payloads generated from a seed: random total size, piece length and file layout,
 //! written to a source directory and made into a `.torrent` by the runtime's own creator.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use rain_proto::InfoHash;
+use rain_proto::magnet::Magnet;
 use rain_proto::metainfo::{Limits, Metainfo};
 use rain_proto::rng::{Rng, Seed};
 use rain_runtime::create::{CreateOptions, create_torrent};
@@ -117,17 +118,20 @@ impl ContentSpec {
         }
     }
 
-    /// Writes the payload below `root` and builds the torrent from it (naming no tracker).
+    /// Writes the payload below `root` and builds the torrent from it (naming no tracker and
+    /// no webseed).
     pub fn materialize(&self, root: &Path) -> io::Result<Content> {
-        self.materialize_with_trackers(root, &[])
+        self.materialize_with(root, &[], &[])
     }
 
     /// Like [`ContentSpec::materialize`], with `trackers` (one tier each) as the torrent's
-    /// announce URLs and in its magnet link. The info-hash does not depend on them.
-    pub fn materialize_with_trackers(
+    /// announce URLs and `webseeds` as its `url-list`, both named in its magnet link too. The
+    /// info-hash does not depend on them.
+    pub fn materialize_with(
         &self,
         root: &Path,
         trackers: &[String],
+        webseeds: &[String],
     ) -> io::Result<Content> {
         let mut rng = Rng::new(Seed::from_u64(self.seed));
         let mut files = Vec::new();
@@ -146,6 +150,7 @@ impl ContentSpec {
             piece_length: Some(self.piece_length),
             threads: 1,
             trackers: trackers.iter().map(|t| vec![t.clone()]).collect(),
+            webseeds: webseeds.to_vec(),
             ..CreateOptions::default()
         };
         let torrent = create_torrent(&opts).map_err(io::Error::other)?;
@@ -157,6 +162,7 @@ impl ContentSpec {
             torrent,
             files,
             trackers: trackers.to_vec(),
+            webseeds: webseeds.to_vec(),
         })
     }
 }
@@ -176,6 +182,8 @@ pub struct Content {
     pub files: Vec<(PathBuf, Vec<u8>)>,
     /// The announce URLs the torrent and the magnet link name.
     pub trackers: Vec<String>,
+    /// The webseed URLs the torrent and the magnet link name.
+    pub webseeds: Vec<String>,
 }
 
 impl fmt::Debug for Content {
@@ -189,25 +197,35 @@ impl fmt::Debug for Content {
 }
 
 impl Content {
-    /// A magnet link with the info-hash, the name and the trackers, if any (metadata must
-    /// come from peers).
+    /// A magnet link with the info-hash, the name, the trackers and the webseeds, if any
+    /// (metadata must come from peers).
     pub fn magnet(&self) -> String {
-        let mut m = format!(
-            "magnet:?xt=urn:btih:{}&dn={}",
-            self.info_hash.to_hex(),
-            self.spec.name
-        );
-        for t in &self.trackers {
-            m.push_str("&tr=");
-            for b in t.bytes() {
-                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                    m.push(char::from(b));
-                } else {
-                    let _ = write!(m, "%{b:02X}");
-                }
-            }
+        Magnet {
+            info_hash: self.info_hash,
+            btmh: None,
+            name: Some(self.spec.name.clone()),
+            trackers: self.trackers.iter().map(|t| vec![t.clone()]).collect(),
+            webseeds: self.webseeds.clone(),
+            peers: Vec::new(),
+            select_only: Vec::new(),
         }
-        m
+        .to_string()
+    }
+
+    /// The payload as a webseed serves it: URL path below `base` (ending in `/`) → bytes,
+    /// laid out as BEP 19 asks (`base` + name, and + each file's path for a multi-file
+    /// torrent), each segment percent-decoded as the server will see it.
+    pub fn web_files(&self, base: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
+        self.files
+            .iter()
+            .map(|(rel, bytes)| {
+                let segments: Vec<String> = rel
+                    .iter()
+                    .map(|c| c.to_string_lossy().into_owned())
+                    .collect();
+                (format!("{base}{}", segments.join("/")), bytes.clone())
+            })
+            .collect()
     }
 
     /// Copies the payload below `root` (a seeder's storage root).

@@ -12,7 +12,10 @@
 //!   seed; with [`Scenario::dht`], peers find each other through the DHT only (a bare DHT node
 //!   on the host `router` to bootstrap from, and optionally DHT nodes that never answer); with
 //!   [`Scenario::tracker`], through a UDP tracker on the host `tracker` (and the DHT if on).
-//! - [`tracker`]: a minimal BEP 15 tracker that a turmoil host serves.
+//! - [`tracker`]: a minimal tracker (BEP 15 over UDP and BEP 3 over HTTP) that a turmoil
+//!   host serves; with [`Scenario::http_tracker`] the torrent names its HTTP face.
+//! - [`web`]: a BEP 19 webseed (a `Range`-capable file server that can misbehave), on the host
+//!   `web` with [`Scenario::webseed`]; [`http_server`] is the HTTP/1.1 both speak.
 //! - [`run`]: runs a scenario, checks liveness (every leecher completes within a simulated-time
 //!   budget once the faults stop) and safety (every leecher's bytes equal the source, and
 //!   [`safety`] checks on every host's statistics sample), and returns the event trace with
@@ -23,12 +26,14 @@
 
 pub mod content;
 pub mod evil;
+pub mod http_server;
 pub mod net;
 pub mod run;
 pub mod safety;
 pub mod scenario;
 pub mod throttle;
 pub mod tracker;
+pub mod web;
 
 pub use content::{Content, ContentSpec};
 pub use run::{HostReport, Outcome, SimError, TraceEvent, run};

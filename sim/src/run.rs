@@ -15,6 +15,7 @@ use rain_proto::rng::Seed;
 use rain_runtime::announce::{Announcer, NoAnnouncer};
 use rain_runtime::blocking::BlockingMode;
 use rain_runtime::dht::{DhtHandle, DhtSettings};
+use rain_runtime::net::Network;
 use rain_runtime::session::{AddOptions, Session, SessionConfig, SessionEvent};
 use rain_runtime::tracker_client::{TrackerClient, TrackerConfig};
 use rain_runtime::udp_tracker::UdpTrackerConfig;
@@ -27,6 +28,7 @@ use crate::net::TurmoilNet;
 use crate::safety::{Bounds, PeerLoad, violations};
 use crate::scenario::{Fault, HostId, SEED_ENV, Scenario};
 use crate::tracker::{self, TrackerStats};
+use crate::web::{self, WebCounters, WebMode, WebServer};
 
 /// The port every simulated session listens on (each host has one torrent).
 pub const PORT: u16 = 6881;
@@ -38,6 +40,9 @@ pub const DHT_PORT: u16 = 7246;
 pub const DHT_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(30);
 /// `dht-min-announce-interval` of the simulated sessions (while a torrent wants more peers).
 pub const DHT_MIN_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(5);
+/// `webseed-retry-interval` of the simulated sessions: a failed webseed is tried again after
+/// this long (short, for simulated minutes).
+pub const WEBSEED_RETRY_INTERVAL: Duration = Duration::from_secs(5);
 /// Extra simulated time turmoil may run past the liveness deadline before it gives up itself.
 const TURMOIL_SLACK: Duration = Duration::from_secs(60);
 
@@ -88,6 +93,11 @@ pub struct Outcome {
     /// Announces the simulated tracker answered, over all its incarnations (0 without
     /// [`Scenario::tracker`]).
     pub tracker_announces: u64,
+    /// What the webseed served (zeros without [`Scenario::webseed`]).
+    pub web: WebCounters,
+    /// The webseed's counters just before each [`Fault::Web`] changed its mode, with when
+    /// and the new mode.
+    pub web_changes: Vec<(Duration, WebMode, WebCounters)>,
     /// Simulated time of the whole run.
     pub elapsed: Duration,
     /// Turmoil steps taken.
@@ -244,10 +254,15 @@ pub struct HostReport {
     pub downloaded: u64,
     /// Payload bytes received and thrown away (failed hash checks, duplicates).
     pub wasted: u64,
+    /// Of `downloaded`, the bytes that came from webseeds.
+    pub from_webseeds: u64,
 }
 
 impl HostReport {
-    fn of(s: &rain_proto::torrent::Stats) -> Self {
+    fn of(
+        s: &rain_proto::torrent::Stats,
+        webseeds: &[rain_runtime::webseed::WebseedStatus],
+    ) -> Self {
         HostReport {
             have: s.pieces.have,
             total: s.pieces.total,
@@ -255,6 +270,7 @@ impl HostReport {
             size: s.bytes.total,
             downloaded: s.bytes.downloaded,
             wasted: s.bytes.wasted,
+            from_webseeds: webseeds.iter().map(|w| w.downloaded).sum(),
         }
     }
 }
@@ -398,10 +414,11 @@ impl PeerHost {
             };
             let (what, detail) = match received {
                 Ok(SessionEvent::Completed { .. }) => {
+                    let webseeds = session.webseeds(TORRENT_ID).await.unwrap_or_default();
                     let report = session
                         .stats(TORRENT_ID)
                         .await
-                        .map(|s| HostReport::of(&s.stats));
+                        .map(|s| HostReport::of(&s.stats, &webseeds));
                     let mut b = lock(&self.board);
                     b.completed
                         .insert(self.name.clone(), (incarnation, sim_now()));
@@ -435,6 +452,7 @@ pub fn session_config(dir: &Path, seed: u64) -> SessionConfig {
         resume_write_interval: Duration::from_secs(5),
         hash_threads: 1,
         seed: Some(seed),
+        webseed_retry_interval: WEBSEED_RETRY_INTERVAL,
         // Disk, hashing and database jobs on the host's own task: a blocking-pool thread
         // finishes at a real-time moment, which would make the event order unreproducible.
         blocking: BlockingMode::Inline,
@@ -527,6 +545,7 @@ enum Action {
     Repair(Vec<HostId>, Vec<HostId>),
     Crash(HostId),
     Restart(HostId),
+    Web(WebMode),
 }
 
 /// When `host`'s software first starts: at the start, or later for a [`Fault::Join`].
@@ -565,6 +584,7 @@ fn schedule(s: &Scenario) -> Vec<(Duration, Action)> {
                     plan.push((*r, Action::Restart(*host)));
                 }
             }
+            Fault::Web { at, mode } => plan.push((*at, Action::Web(*mode))),
             Fault::Link { .. } | Fault::Uplink { .. } | Fault::Join { .. } => {}
         }
     }
@@ -581,15 +601,20 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
         .prefix("rain-sim-")
         .tempdir()
         .map_err(|e| SimError::Setup(e.to_string()))?;
-    let trackers: Vec<String> = scenario
-        .tracker
-        .then(tracker::announce_url)
+    let trackers: Vec<String> = match (scenario.tracker, scenario.http_tracker) {
+        (false, _) => Vec::new(),
+        (true, false) => vec![tracker::announce_url()],
+        (true, true) => vec![tracker::http_announce_url()],
+    };
+    let webseeds: Vec<String> = scenario
+        .webseed
+        .map(|_| web::webseed_url())
         .into_iter()
         .collect();
     let content = Arc::new(
         scenario
             .content
-            .materialize_with_trackers(&tmp.path().join("source"), &trackers)
+            .materialize_with(&tmp.path().join("source"), &trackers, &webseeds)
             .map_err(|e| SimError::Setup(e.to_string()))?,
     );
     let board = SharedBoard::default();
@@ -630,6 +655,23 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
         let host_seed = host_seed(seed, HostId::Tracker);
         sim.host(HostId::Tracker.name(), move || {
             tracker::serve(host_seed, stats.clone())
+        });
+    }
+    // The webseed keeps its files and mode over a crash, as a disk would.
+    let web_server = scenario
+        .webseed
+        .map(|mode| Arc::new(WebServer::new(content.web_files(web::FILES_PATH), mode)));
+    if let Some(server) = &web_server {
+        let server = server.clone();
+        let net =
+            uplink_of(scenario, HostId::Web).map_or_else(|| net.clone(), |r| net.with_uplink(r));
+        sim.host(HostId::Web.name(), move || {
+            let (server, net) = (server.clone(), net.clone());
+            async move {
+                let any = SocketAddr::from((Ipv4Addr::UNSPECIFIED, web::WEB_PORT));
+                server.serve(net.listen(any).await?).await;
+                Ok(())
+            }
         });
     }
     for host in scenario.honest_hosts() {
@@ -704,6 +746,7 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
     }
 
     let plan = schedule(scenario);
+    let mut web_changes = Vec::new();
     let mut next = 0;
     let mut steps = 0u64;
     let leechers: Vec<HostId> = (0..scenario.leechers).map(HostId::Leecher).collect();
@@ -735,6 +778,12 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
                 Action::Repair(a, b) => for_pairs(&a, &b, |x, y| sim.repair(x, y)),
                 Action::Crash(h) => sim.crash(h.name()),
                 Action::Restart(h) => sim.bounce(h.name()),
+                Action::Web(mode) => {
+                    if let Some(w) = &web_server {
+                        web_changes.push((now, mode, w.counters()));
+                        w.set_mode(mode);
+                    }
+                }
             }
         }
         let pending: Vec<HostId> = {
@@ -849,6 +898,8 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
         flood_requests_sent: flooded.load(Ordering::Relaxed),
         silent_dht_datagrams: silent_received.load(Ordering::Relaxed),
         tracker_announces: tracker_stats.announces(),
+        web: web_server.map(|w| w.counters()).unwrap_or_default(),
+        web_changes,
         elapsed,
         steps,
     })

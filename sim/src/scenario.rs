@@ -7,6 +7,7 @@ use std::time::Duration;
 use rain_proto::rng::{Rng, Seed};
 
 use crate::content::ContentSpec;
+use crate::web::WebMode;
 
 /// The environment variable that replaces a scenario's seed (`RAIN_SIM_SEED=<u64>`).
 pub const SEED_ENV: &str = "RAIN_SIM_SEED";
@@ -48,6 +49,9 @@ pub enum HostId {
     /// The UDP tracker every torrent and magnet names (only when [`Scenario::tracker`] is
     /// set; see [`crate::tracker`]).
     Tracker,
+    /// The HTTP server the torrent's `url-list` names (only when [`Scenario::webseed`] is set;
+    /// see [`crate::web`]).
+    Web,
 }
 
 impl HostId {
@@ -62,6 +66,7 @@ impl HostId {
             HostId::DhtRouter => "router".to_owned(),
             HostId::SilentDht(i) => format!("silent{i}"),
             HostId::Tracker => "tracker".to_owned(),
+            HostId::Web => "web".to_owned(),
         }
     }
 }
@@ -117,6 +122,13 @@ pub enum Fault {
         /// When it starts.
         at: Duration,
     },
+    /// The webseed answers as `mode` from `at` on (it starts as [`Scenario::webseed`] says).
+    Web {
+        /// When it changes.
+        at: Duration,
+        /// How it answers from then on.
+        mode: WebMode,
+    },
     /// Everything `host` sends over TCP shares an uplink of `bytes_per_sec` for the whole run.
     Uplink {
         /// Which host.
@@ -132,7 +144,7 @@ impl Fault {
         match self {
             Fault::Partition { until, .. } => *until,
             Fault::Crash { at, restart, .. } => restart.unwrap_or(*at),
-            Fault::Join { at, .. } => *at,
+            Fault::Join { at, .. } | Fault::Web { at, .. } => *at,
             Fault::Link { .. } | Fault::Uplink { .. } => Duration::ZERO,
         }
     }
@@ -182,6 +194,13 @@ pub struct Scenario {
     /// links name it, every rain host announces to it, and leechers are introduced to no peer
     /// (the tracker, and the DHT if [`Scenario::dht`] is on too, is how peers find each other).
     pub tracker: bool,
+    /// With [`Scenario::tracker`]: the torrent and magnets name the tracker's HTTP face
+    /// (`http://tracker/announce`) instead of its UDP one.
+    pub http_tracker: bool,
+    /// A webseed (BEP 19) on the host `web` ([`crate::web`]) serving the payload, answering
+    /// as this mode from the start ([`Fault::Web`] changes it later): the torrent's `url-list`
+    /// and the magnets' `ws=` name it.
+    pub webseed: Option<WebMode>,
 }
 
 impl fmt::Debug for Scenario {
@@ -189,8 +208,8 @@ impl fmt::Debug for Scenario {
         write!(
             f,
             "seed={} (0x{:x}) content=[{:?}] seeders={} leechers={} (magnet {}) corrupt={} \
-             stall={} flood={} leecher_links={} dht={} silent_dht={} tracker={} latency={:?}..{:?} \
-             budget={:?} tick={:?} faults={:?}",
+             stall={} flood={} leecher_links={} dht={} silent_dht={} tracker={}{} webseed={:?} \
+             latency={:?}..{:?} budget={:?} tick={:?} faults={:?}",
             self.seed,
             self.seed,
             self.content,
@@ -204,6 +223,8 @@ impl fmt::Debug for Scenario {
             self.dht,
             self.silent_dht_nodes,
             self.tracker,
+            if self.http_tracker { " (http)" } else { "" },
+            self.webseed,
             self.latency.0,
             self.latency.1,
             self.budget,
@@ -234,6 +255,8 @@ impl Scenario {
             dht: false,
             silent_dht_nodes: 0,
             tracker: false,
+            http_tracker: false,
+            webseed: None,
         }
     }
 
@@ -241,8 +264,10 @@ impl Scenario {
     /// corrupt, stalling or flooding peer, per-link latencies, at most one partition and one
     /// crash, and now and then a host with a slow uplink.
     /// In one scenario of three the peers find each other through the DHT (with up to two
-    /// silent DHT nodes), in one of four through a UDP tracker (which crashes and restarts in
-    /// one of those three), both in one of twelve; otherwise they are introduced directly.
+    /// silent DHT nodes), in one of four through a tracker (over HTTP in half of those; it
+    /// crashes and restarts in one of three), both in one of twelve; otherwise they are
+    /// introduced directly. One scenario in four has a webseed too, misbehaving in half of
+    /// those (possibly recovering later).
     pub fn random(seed: u64) -> Self {
         let mut rng = Rng::new(Seed::from_u64(seed ^ 0x7363_656e_6172_696f));
         let mut s = Scenario::new(seed);
@@ -312,6 +337,39 @@ impl Scenario {
                 });
             }
         }
+        // Drawn after everything earlier, for the same reason.
+        s.http_tracker = s.tracker && rng.below(2) == 0;
+        if rng.below(4) == 0 {
+            const MODES: [WebMode; 5] = [
+                WebMode::Partial,
+                WebMode::Full,
+                WebMode::NotFound,
+                WebMode::Short,
+                WebMode::Corrupt,
+            ];
+            let good = rng.below(2) == 0;
+            s.webseed = Some(if good {
+                WebMode::Partial
+            } else {
+                MODES[rng.below(MODES.len() as u64) as usize]
+            });
+            if !good && rng.below(2) == 0 {
+                let at = ms(&mut rng, 1000, 10_000);
+                s.faults.push(Fault::Web {
+                    at,
+                    mode: WebMode::Partial,
+                });
+            }
+            if rng.below(4) == 0 {
+                let at = ms(&mut rng, 0, 5000);
+                let restart = Some(at + ms(&mut rng, 500, 10_000));
+                s.faults.push(Fault::Crash {
+                    host: HostId::Web,
+                    at,
+                    restart,
+                });
+            }
+        }
         s
     }
 
@@ -363,6 +421,20 @@ impl Scenario {
         self
     }
 
+    /// Makes the torrent name the tracker's HTTP face instead of its UDP one (and turns the
+    /// tracker on).
+    pub fn http_tracker(mut self) -> Self {
+        self.tracker = true;
+        self.http_tracker = true;
+        self
+    }
+
+    /// Adds a webseed answering as `mode` (see [`Scenario::webseed`]).
+    pub fn webseed(mut self, mode: WebMode) -> Self {
+        self.webseed = Some(mode);
+        self
+    }
+
     /// Sets the number of DHT nodes that never answer (used only with [`Scenario::dht`]).
     pub fn silent_dht_nodes(mut self, n: usize) -> Self {
         self.silent_dht_nodes = n;
@@ -404,6 +476,9 @@ impl Scenario {
         h.extend(self.dht_hosts());
         if self.tracker {
             h.push(HostId::Tracker);
+        }
+        if self.webseed.is_some() {
+            h.push(HostId::Web);
         }
         h
     }

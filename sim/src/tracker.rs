@@ -1,12 +1,15 @@
-//! A minimal, real BEP 15 UDP tracker for simulated swarms (the host `tracker` of a
-//! [`Scenario`](crate::Scenario) with [`Scenario::tracker`](crate::Scenario::tracker)).
+//! A minimal, real tracker for simulated swarms (the host `tracker` of a
+//! [`Scenario`](crate::Scenario) with [`Scenario::tracker`](crate::Scenario::tracker)), over
+//! UDP (BEP 15) and HTTP (BEP 3, 23, 48) at once.
 //!
 //! [`TrackerState`] is the sans-IO tracker: connect (connection ids bound to the client's
 //! address and to this tracker's incarnation, so ids from before a restart, or made up, are
 //! refused), announce (each announcer's IP and announced port remembered per info-hash,
 //! dropped on `stopped` or when not heard from for [`PEER_TTL`], and up to `numwant` others
-//! returned in compact form) and scrape. [`serve`] runs it on UDP port [`TRACKER_PORT`] of a
-//! turmoil host. A crashed tracker loses its state: a restarted one starts with an empty swarm.
+//! returned in compact form) and scrape; [`TrackerState::handle`] decodes datagrams and
+//! [`TrackerState::handle_http`] requests, both over one swarm table. [`serve`] runs it on UDP
+//! port [`TRACKER_PORT`] and TCP port [`TRACKER_HTTP_PORT`] of a turmoil host. A crashed
+//! tracker loses its state: a restarted one starts with an empty swarm.
 //!
 //! Everything it does is a function of the datagrams it receives and its seed (peer lists are
 //! kept in `BTreeMap`s, the sample of a large swarm is drawn from a seeded RNG), so a run stays
@@ -21,8 +24,12 @@ use std::time::Duration;
 use rain_proto::rng::{Rng, Seed};
 use sha1::{Digest, Sha1};
 
+use crate::http_server::{Request, percent_decode, read_request, respond};
+
 /// The UDP port the simulated tracker listens on.
 pub const TRACKER_PORT: u16 = 6969;
+/// The TCP port of the simulated tracker's HTTP face.
+pub const TRACKER_HTTP_PORT: u16 = 80;
 /// The `interval` the tracker hands out: short, for simulated minutes (rain clamps intervals
 /// to at least 30 s anyway).
 pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(30);
@@ -40,10 +47,65 @@ const ACTION_ANNOUNCE: u32 = 1;
 const ACTION_SCRAPE: u32 = 2;
 /// Most info-hashes answered in one scrape (BEP 15: about 74 fit a datagram).
 const MAX_SCRAPE: usize = 74;
+/// BEP 15's event codes (HTTP's event names map onto them).
+const EVENT_NONE: u32 = 0;
+const EVENT_COMPLETED: u32 = 1;
+const EVENT_STARTED: u32 = 2;
+const EVENT_STOPPED: u32 = 3;
 
-/// The announce URL of the simulated tracker, as torrents and magnets name it.
+/// The announce URL of the simulated tracker over UDP, as torrents and magnets name it.
 pub fn announce_url() -> String {
     format!("udp://tracker:{TRACKER_PORT}/announce")
+}
+
+/// The announce URL of the simulated tracker over HTTP.
+pub fn http_announce_url() -> String {
+    format!("http://tracker:{TRACKER_HTTP_PORT}/announce")
+}
+
+/// One announce, whichever transport carried it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnounceRequest {
+    /// The torrent.
+    pub info_hash: [u8; 20],
+    /// The announcer's IP (as the tracker sees it) and the port it listens on.
+    pub peer: SocketAddr,
+    /// Bytes it still needs (0: a seed).
+    pub left: u64,
+    /// BEP 15's event code: 0 none, 1 completed, 2 started, 3 stopped.
+    pub event: u32,
+    /// Peers wanted (`None`: [`DEFAULT_NUM_WANT`]).
+    pub num_want: Option<usize>,
+}
+
+/// What an announce gets back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnounceReply {
+    /// Seconds until the next announce.
+    pub interval: u32,
+    /// Seeds in the swarm.
+    pub seeders: u32,
+    /// Leechers in the swarm.
+    pub leechers: u32,
+    /// Other peers (IPv4 only).
+    pub peers: Vec<SocketAddr>,
+}
+
+/// Peers in compact form (6 bytes each; IPv6 ones are skipped).
+fn compact(peers: &[SocketAddr]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(peers.len() * 6);
+    for a in peers {
+        if let IpAddr::V4(ip) = a.ip() {
+            out.extend_from_slice(&ip.octets());
+            out.extend_from_slice(&a.port().to_be_bytes());
+        }
+    }
+    out
+}
+
+/// A bencoded `failure reason` body.
+fn bencode_failure(reason: &str) -> Vec<u8> {
+    format!("d14:failure reason{}:{reason}e", reason.len()).into_bytes()
 }
 
 /// Counters shared by every incarnation of a tracker host and the test that reads them.
@@ -160,17 +222,13 @@ impl TrackerState {
             return None;
         }
         match action {
-            ACTION_ANNOUNCE if p.len() >= 98 => {
-                self.announce(now, from, p, tid, &mut reply);
-                TrackerStats::bump(&self.stats.announces);
-            }
+            ACTION_ANNOUNCE if p.len() >= 98 => self.announce_udp(now, from, p, tid, &mut reply),
             ACTION_SCRAPE => {
                 reply.extend_from_slice(&ACTION_SCRAPE.to_be_bytes());
                 reply.extend_from_slice(tid);
                 for hash in p[16..].chunks_exact(20).take(MAX_SCRAPE) {
                     let hash: [u8; 20] = hash.try_into().ok()?;
-                    let (seeders, leechers) = self.counts(&hash);
-                    let done = self.completed.get(&hash).copied().unwrap_or(0);
+                    let (seeders, done, leechers) = self.scrape(&hash);
                     for v in [seeders, done, leechers] {
                         reply.extend_from_slice(&v.to_be_bytes());
                     }
@@ -182,7 +240,59 @@ impl TrackerState {
         Some(reply)
     }
 
-    fn announce(
+    /// Records `req` and picks the peers to hand back.
+    pub fn announce(&mut self, now: Duration, req: &AnnounceRequest) -> AnnounceReply {
+        let me = req.peer;
+        let swarm = self.swarms.entry(req.info_hash).or_default();
+        swarm.retain(|_, e| now.saturating_sub(e.seen) < PEER_TTL);
+        let others: Vec<SocketAddr> = swarm
+            .keys()
+            .filter(|a| **a != me && matches!(a.ip(), IpAddr::V4(_)))
+            .copied()
+            .collect();
+        // stopped: forget it, and send no peers; completed is counted for scrapes.
+        let mut peers = if req.event == EVENT_STOPPED {
+            swarm.remove(&me);
+            Vec::new()
+        } else {
+            swarm.insert(
+                me,
+                PeerEntry {
+                    seed: req.left == 0,
+                    seen: now,
+                },
+            );
+            if req.event == EVENT_COMPLETED {
+                *self.completed.entry(req.info_hash).or_default() += 1;
+            }
+            others
+        };
+        let num_want = req.num_want.map_or(DEFAULT_NUM_WANT, |n| n.min(MAX_PEERS));
+        // A deterministic sample when the swarm is larger than asked for.
+        while peers.len() > num_want {
+            let i = self.rng.below(peers.len() as u64) as usize;
+            peers.remove(i);
+        }
+        let (seeders, leechers) = self.counts(&req.info_hash);
+        self.summarize();
+        TrackerStats::bump(&self.stats.announces);
+        AnnounceReply {
+            interval: u32::try_from(ANNOUNCE_INTERVAL.as_secs()).unwrap_or(u32::MAX),
+            seeders,
+            leechers,
+            peers,
+        }
+    }
+
+    /// `(seeders, completed, leechers)` of a swarm, as a scrape reports them.
+    pub fn scrape(&self, info_hash: &[u8; 20]) -> (u32, u32, u32) {
+        let (seeders, leechers) = self.counts(info_hash);
+        let done = self.completed.get(info_hash).copied().unwrap_or(0);
+        (seeders, done, leechers)
+    }
+
+    /// Decodes a BEP 15 announce (`p` at least 98 bytes) and writes the reply to `out`.
+    fn announce_udp(
         &mut self,
         now: Duration,
         from: SocketAddr,
@@ -191,57 +301,97 @@ impl TrackerState {
         out: &mut Vec<u8>,
     ) {
         let be32 = |i: usize| u32::from_be_bytes([p[i], p[i + 1], p[i + 2], p[i + 3]]);
-        let hash: [u8; 20] = p[16..36].try_into().expect("20 bytes");
-        let left = u64::from_be_bytes(p[64..72].try_into().expect("8 bytes"));
-        let event = be32(80);
-        let num_want = match be32(92) as i32 {
-            n if n < 0 => DEFAULT_NUM_WANT,
-            n => (n as usize).min(MAX_PEERS),
-        };
         let port = u16::from_be_bytes([p[96], p[97]]);
-        // The sender's address; the optional IP field is ignored, as most trackers do.
-        let me = SocketAddr::new(from.ip(), port);
-        let swarm = self.swarms.entry(hash).or_default();
-        swarm.retain(|_, e| now.saturating_sub(e.seen) < PEER_TTL);
-        let others: Vec<SocketAddr> = swarm
-            .keys()
-            .filter(|a| **a != me && matches!(a.ip(), IpAddr::V4(_)))
-            .copied()
-            .collect();
-        // stopped (3): forget it, and send no peers; completed (1) is counted for scrapes.
-        if event == 3 {
-            swarm.remove(&me);
-        } else {
-            swarm.insert(
-                me,
-                PeerEntry {
-                    seed: left == 0,
-                    seen: now,
-                },
-            );
-            if event == 1 {
-                *self.completed.entry(hash).or_default() += 1;
-            }
-        }
-        let mut peers = if event == 3 { Vec::new() } else { others };
-        // A deterministic sample when the swarm is larger than asked for.
-        while peers.len() > num_want {
-            let i = self.rng.below(peers.len() as u64) as usize;
-            peers.remove(i);
-        }
-        let (seeders, leechers) = self.counts(&hash);
+        let req = AnnounceRequest {
+            info_hash: p[16..36].try_into().expect("20 bytes"),
+            // The sender's address; the optional IP field is ignored, as most trackers do.
+            peer: SocketAddr::new(from.ip(), port),
+            left: u64::from_be_bytes(p[64..72].try_into().expect("8 bytes")),
+            event: be32(80),
+            num_want: usize::try_from(be32(92) as i32).ok(),
+        };
+        let reply = self.announce(now, &req);
         out.extend_from_slice(&ACTION_ANNOUNCE.to_be_bytes());
         out.extend_from_slice(tid);
-        let interval = u32::try_from(ANNOUNCE_INTERVAL.as_secs()).unwrap_or(u32::MAX);
-        for v in [interval, leechers, seeders] {
+        for v in [reply.interval, reply.leechers, reply.seeders] {
             out.extend_from_slice(&v.to_be_bytes());
         }
-        for a in peers {
-            if let IpAddr::V4(ip) = a.ip() {
-                out.extend_from_slice(&ip.octets());
-                out.extend_from_slice(&a.port().to_be_bytes());
+        out.extend_from_slice(&compact(&reply.peers));
+    }
+
+    /// Answers an HTTP request (`/announce` or `/scrape`, BEP 3 and 48, compact peers only):
+    /// the status line and the bencoded body.
+    pub fn handle_http(
+        &mut self,
+        now: Duration,
+        from: SocketAddr,
+        req: &Request,
+    ) -> (&'static str, Vec<u8>) {
+        let hash = |v: Vec<u8>| <[u8; 20]>::try_from(v).ok();
+        match req.path.as_str() {
+            "/announce" => {
+                let (Some(info_hash), Some(port)) = (
+                    req.param("info_hash").and_then(hash),
+                    req.number::<u16>("port"),
+                ) else {
+                    return ("200 OK", bencode_failure("info_hash and port are required"));
+                };
+                let event = match req.param("event").as_deref() {
+                    Some(b"completed") => EVENT_COMPLETED,
+                    Some(b"started") => EVENT_STARTED,
+                    Some(b"stopped") => EVENT_STOPPED,
+                    _ => EVENT_NONE,
+                };
+                let announce = AnnounceRequest {
+                    info_hash,
+                    peer: SocketAddr::new(from.ip(), port),
+                    left: req.number("left").unwrap_or(0),
+                    event,
+                    num_want: req.number("numwant"),
+                };
+                let r = self.announce(now, &announce);
+                let peers = compact(&r.peers);
+                let mut body = format!(
+                    "d8:completei{}e10:incompletei{}e8:intervali{}e5:peers{}:",
+                    r.seeders,
+                    r.leechers,
+                    r.interval,
+                    peers.len()
+                )
+                .into_bytes();
+                body.extend_from_slice(&peers);
+                body.push(b'e');
+                ("200 OK", body)
             }
+            "/scrape" => {
+                let mut body = b"d5:filesd".to_vec();
+                let hashes = req
+                    .query
+                    .split('&')
+                    .filter_map(|kv| kv.strip_prefix("info_hash="))
+                    .filter_map(|v| hash(percent_decode(v)))
+                    .collect::<std::collections::BTreeSet<_>>();
+                for h in hashes.iter().take(MAX_SCRAPE) {
+                    let (seeders, done, leechers) = self.scrape(h);
+                    body.extend_from_slice(b"20:");
+                    body.extend_from_slice(h);
+                    body.extend_from_slice(
+                        format!(
+                            "d8:completei{seeders}e10:downloadedi{done}e10:incompletei{leechers}ee"
+                        )
+                        .as_bytes(),
+                    );
+                }
+                body.extend_from_slice(b"ee");
+                TrackerStats::bump(&self.stats.scrapes);
+                ("200 OK", body)
+            }
+            _ => ("404 Not Found", Vec::new()),
         }
+    }
+
+    /// Refreshes the one-line summary of the swarms (for failure reports).
+    fn summarize(&self) {
         let summary = self
             .swarms
             .iter()
@@ -274,26 +424,47 @@ impl TrackerState {
     }
 }
 
-/// Runs a tracker on UDP [`TRACKER_PORT`] of the current turmoil host until the simulation
-/// ends or the host crashes. Each start (a restart after a crash too) begins with empty swarms
-/// and a fresh connection-id key, derived from `seed` and the incarnation.
+/// Runs a tracker on UDP [`TRACKER_PORT`] and TCP [`TRACKER_HTTP_PORT`] of the current
+/// turmoil host until the simulation ends or the host crashes. Each start (a restart after a
+/// crash too) begins with empty swarms and a fresh connection-id key, derived from `seed` and
+/// the incarnation.
 pub async fn serve(seed: u64, stats: Arc<TrackerStats>) -> turmoil::Result {
     let incarnation = stats.incarnations.fetch_add(1, Ordering::Relaxed) + 1;
-    let mut state = TrackerState::new(
+    let state = Arc::new(Mutex::new(TrackerState::new(
         seed ^ incarnation.wrapping_mul(0x9e37_79b9_7f4a_7c15),
         stats,
-    );
-    let socket =
-        turmoil::net::UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, TRACKER_PORT)))
-            .await?;
+    )));
+    let any = |port| SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+    let listener = turmoil::net::TcpListener::bind(any(TRACKER_HTTP_PORT)).await?;
+    let http = state.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, from)) = listener.accept().await {
+            let state = http.clone();
+            tokio::spawn(async move {
+                if let Ok(Some(req)) = read_request(&mut sock).await {
+                    let (status, body) = lock(&state).handle_http(turmoil_now(), from, &req);
+                    let _ = respond(&mut sock, status, "", &body, None, |_| {}).await;
+                }
+            });
+        }
+    });
+    let socket = turmoil::net::UdpSocket::bind(any(TRACKER_PORT)).await?;
     let mut buf = vec![0u8; 2048];
     loop {
         let (n, from) = socket.recv_from(&mut buf).await?;
-        let now = turmoil::sim_elapsed().unwrap_or_default();
-        if let Some(reply) = state.handle(now, from, &buf[..n]) {
+        let reply = lock(&state).handle(turmoil_now(), from, &buf[..n]);
+        if let Some(reply) = reply {
             socket.send_to(&reply, from).await?;
         }
     }
+}
+
+fn turmoil_now() -> Duration {
+    turmoil::sim_elapsed().unwrap_or_default()
+}
+
+fn lock(state: &Mutex<TrackerState>) -> std::sync::MutexGuard<'_, TrackerState> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
@@ -367,5 +538,50 @@ mod tests {
         let got = announce(&mut t, later, addr(7), 2, -1);
         assert!(got.is_empty(), "everyone else expired: {got:?}");
         assert_eq!(t.peers(&HASH).len(), 1);
+    }
+
+    fn http(t: &mut TrackerState, from: SocketAddr, query: &str) -> Vec<u8> {
+        let req = Request {
+            path: "/announce".to_owned(),
+            query: query.to_owned(),
+            range: None,
+        };
+        let (status, body) = t.handle_http(Duration::ZERO, from, &req);
+        assert_eq!(status, "200 OK");
+        body
+    }
+
+    /// The HTTP face shares the UDP face's swarms: a UDP announcer is handed to an HTTP one
+    /// (compact, with the port it announced), and scrape counts both seeds (the announce
+    /// helper sends `left` 0) and the one completion.
+    #[test]
+    fn http_announce_and_scrape() {
+        let mut t = TrackerState::new(2, Arc::default());
+        announce(&mut t, Duration::ZERO, addr(1), 2, -1);
+        let hash = "%07".repeat(20);
+        let body = http(
+            &mut t,
+            addr(2),
+            &format!("info_hash={hash}&port=7000&left=0&event=completed&compact=1"),
+        );
+        let mut want = b"d8:completei2e10:incompletei0e8:intervali30e5:peers6:".to_vec();
+        want.extend_from_slice(&[10, 0, 0, 1, 0x1a, 0xe1, b'e']);
+        assert_eq!(body, want);
+        assert!(
+            t.peers(&HASH)
+                .contains(&SocketAddr::from(([10, 0, 0, 2], 7000)))
+        );
+        let req = Request {
+            path: "/scrape".to_owned(),
+            query: format!("info_hash={hash}&info_hash=%01"),
+            range: None,
+        };
+        let (_, body) = t.handle_http(Duration::ZERO, addr(3), &req);
+        let mut want = b"d5:filesd20:".to_vec();
+        want.extend_from_slice(&HASH);
+        want.extend_from_slice(b"d8:completei2e10:downloadedi1e10:incompletei0eeee");
+        assert_eq!(body, want);
+        let body = http(&mut t, addr(2), "port=1");
+        assert!(body.starts_with(b"d14:failure reason"), "{body:?}");
     }
 }

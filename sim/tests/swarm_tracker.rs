@@ -1,5 +1,6 @@
-//! Swarms that find each other through a UDP tracker (issue #9): the host `tracker` serves
-//! BEP 15 ([`rain_sim::tracker`]), the torrent and the magnet links name it, every rain
+//! Swarms that find each other through a tracker (issue #9): the host `tracker` serves BEP 15
+//! over UDP and BEP 3 over HTTP ([`rain_sim::tracker`]), the torrent and the magnet links name
+//! one of the two, every rain
 //! session announces to it through the runtime's real `TrackerClient`, and no leecher is
 //! introduced to any peer. Checked for safety and liveness like the other named scenarios;
 //! each run prints its scenario, seed first, and `RAIN_SIM_SEED=<seed>` replaces the seed.
@@ -60,6 +61,20 @@ fn tracker_only(seed: u64) -> Scenario {
 fn tracker_only_swarm() {
     let seed = seed_from_env(0x5eed_7a01);
     let out = run_ok(&tracker_only(seed));
+    assert_eq!(out.completed.len(), 4, "every leecher completed");
+    assert!(
+        out.tracker_announces >= 5,
+        "every session announced at least once: {} announces",
+        out.tracker_announces
+    );
+}
+
+/// The same swarm through the tracker's HTTP face: the runtime's HTTP tracker client (over
+/// the simulated TCP) announces, and the compact peer lists introduce everyone.
+#[test]
+fn http_tracker_only_swarm() {
+    let seed = seed_from_env(0x5eed_7a05);
+    let out = run_ok(&tracker_only(seed).http_tracker());
     assert_eq!(out.completed.len(), 4, "every leecher completed");
     assert!(
         out.tracker_announces >= 5,

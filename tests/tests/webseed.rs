@@ -1,6 +1,7 @@
 //! Acceptance of BEP 19 webseeds against a real HTTP server on 127.0.0.1: a small file server
-//! with `Range` support (written here on tokio, so nothing needs installing) that can also
-//! answer 200 instead of 206, 404, a short body, or corrupt data.
+//! with `Range` support (rain-sim's [`WebServer`], the one the simulation runs, so nothing
+//! needs installing) that can also answer 200 instead of 206, 404, a short body, or corrupt
+//! data.
 //!
 //! - a single-file torrent and a multi-file torrent complete from the webseed alone;
 //! - a webseed plus a seeding rain peer complete together, both contributing, with no byte
@@ -12,58 +13,25 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rain_proto::torrent::Status;
 use rain_proto::webseed::{SourceState, WebseedError};
 use rain_runtime::create::{CreateOptions, create_torrent};
+use rain_runtime::net::{Network, TokioNet};
 use rain_runtime::session::{AddOptions, Session, SessionConfig, TorrentSummary};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use rain_sim::web::{WebMode, WebServer};
 
 /// Longest wait for a download.
 const BOUND: Duration = Duration::from_secs(60);
-/// Largest request head the server reads.
-const MAX_HEAD: usize = 16 * 1024;
 
 // ---------------------------------------------------------------- the server
 
-/// How the server answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// `206` with the requested range (`200` with the whole file without `Range`).
-    Partial,
-    /// `200` with the whole file, whatever the `Range`.
-    Full,
-    /// `404`.
-    NotFound,
-    /// `206` with a correct `Content-Range` but only half the bytes (and a matching
-    /// `Content-Length`).
-    Short,
-    /// `206` with the first byte of the body flipped.
-    Corrupt,
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    requests: u64,
-    ranged: u64,
-    bytes: u64,
-}
-
-#[derive(Debug)]
-struct State {
-    mode: Mode,
-    /// Bytes per second, `None` for as fast as possible.
-    rate: Option<u64>,
-    counters: Counters,
-}
-
-/// A Range-capable file server on 127.0.0.1 serving `files` (URL path → bytes).
+/// rain-sim's webseed server (the one the simulation runs) on a real socket.
 struct Server {
     addr: SocketAddr,
-    state: Arc<Mutex<State>>,
+    web: Arc<WebServer>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -74,144 +42,34 @@ impl Drop for Server {
 }
 
 impl Server {
-    async fn start(files: BTreeMap<String, Vec<u8>>, mode: Mode) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    async fn start(files: BTreeMap<String, Vec<u8>>, mode: WebMode) -> Server {
+        let listener = TokioNet
+            .listen("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
         let addr = listener.local_addr().unwrap();
-        let state = Arc::new(Mutex::new(State {
-            mode,
-            rate: None,
-            counters: Counters::default(),
-        }));
-        let files = Arc::new(files);
-        let st = state.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((sock, _)) = listener.accept().await else {
-                    continue;
-                };
-                let (files, st) = (files.clone(), st.clone());
-                tokio::spawn(async move {
-                    let _ = serve(sock, &files, &st).await;
-                });
-            }
-        });
-        Server { addr, state, task }
+        let web = Arc::new(WebServer::new(files, mode));
+        let task = tokio::spawn(web.clone().serve(listener));
+        Server { addr, web, task }
     }
 
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    fn set_mode(&self, mode: Mode) {
-        self.state.lock().unwrap().mode = mode;
+    fn set_mode(&self, mode: WebMode) {
+        self.web.set_mode(mode);
     }
 
     fn set_rate(&self, rate: Option<u64>) {
-        self.state.lock().unwrap().rate = rate;
+        self.web.set_rate(rate);
     }
 
     /// (requests, requests with `Range`, body bytes sent).
     fn counters(&self) -> (u64, u64, u64) {
-        let s = self.state.lock().unwrap();
-        (s.counters.requests, s.counters.ranged, s.counters.bytes)
+        let c = self.web.counters();
+        (c.requests, c.ranged, c.bytes)
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(v);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).unwrap()
-}
-
-/// `bytes=a-b` → (a, b inclusive), clipped to `len`.
-fn parse_range(v: &str, len: u64) -> Option<(u64, u64)> {
-    let (a, b) = v.trim().strip_prefix("bytes=")?.split_once('-')?;
-    let a: u64 = a.trim().parse().ok()?;
-    let b: u64 = b.trim().parse().ok()?;
-    (a <= b && a < len).then_some((a, b.min(len - 1)))
-}
-
-async fn serve(
-    mut sock: TcpStream,
-    files: &BTreeMap<String, Vec<u8>>,
-    st: &Mutex<State>,
-) -> std::io::Result<()> {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = sock.read(&mut buf).await?;
-        if n == 0 || head.len() > MAX_HEAD {
-            return Ok(());
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    let mut lines = head.split("\r\n");
-    let request = lines.next().unwrap_or("");
-    let path = request.split(' ').nth(1).unwrap_or("/");
-    let range = lines
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.eq_ignore_ascii_case("range"))
-        .map(|(_, v)| v.trim().to_owned());
-    let (mode, rate) = {
-        let mut s = st.lock().unwrap();
-        s.counters.requests += 1;
-        s.counters.ranged += u64::from(range.is_some());
-        (s.mode, s.rate)
-    };
-    let file = files.get(&percent_decode(path));
-    let (status, extra, mut body): (&str, String, Vec<u8>) = match (file, mode) {
-        (None, _) | (_, Mode::NotFound) => ("404 Not Found", String::new(), Vec::new()),
-        (Some(f), Mode::Full) => ("200 OK", String::new(), f.clone()),
-        (Some(f), _) => match range
-            .as_deref()
-            .and_then(|r| parse_range(r, f.len() as u64))
-        {
-            None => ("200 OK", String::new(), f.clone()),
-            Some((a, b)) => (
-                "206 Partial Content",
-                format!("Content-Range: bytes {a}-{b}/{}\r\n", f.len()),
-                f[a as usize..=b as usize].to_vec(),
-            ),
-        },
-    };
-    if mode == Mode::Short && status.starts_with("206") {
-        body.truncate(body.len() / 2);
-    }
-    if mode == Mode::Corrupt
-        && let Some(b) = body.first_mut()
-    {
-        *b ^= 0xff;
-    }
-    let head = format!(
-        "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    sock.write_all(head.as_bytes()).await?;
-    for chunk in body.chunks(16 * 1024) {
-        sock.write_all(chunk).await?;
-        st.lock().unwrap().counters.bytes += chunk.len() as u64;
-        if let Some(r) = rate {
-            tokio::time::sleep(Duration::from_nanos(
-                chunk.len() as u64 * 1_000_000_000 / r.max(1),
-            ))
-            .await;
-        }
-    }
-    sock.shutdown().await
 }
 
 // ---------------------------------------------------------------- helpers
@@ -331,7 +189,7 @@ async fn single_file_torrent_completes_from_the_webseed_alone() {
     let tmp = tmp();
     let data = payload(1_500_000, 1);
     let files = BTreeMap::from([("/files/one file.bin".to_owned(), data.clone())]);
-    let server = Server::start(files, Mode::Partial).await;
+    let server = Server::start(files, WebMode::Partial).await;
     // A single-file URL ending in `/` gets the escaped name appended.
     let torrent = single_torrent(
         &sub(&tmp, "make"),
@@ -380,7 +238,7 @@ async fn multi_file_torrent_completes_from_the_webseed_alone() {
         std::fs::write(&path, &d).unwrap();
         files.insert(format!("/seed/My Set/{n}"), d);
     }
-    let server = Server::start(files.clone(), Mode::Partial).await;
+    let server = Server::start(files.clone(), WebMode::Partial).await;
     let torrent = create_torrent(&CreateOptions {
         paths: vec![root],
         piece_length: Some(16 * 1024),
@@ -408,7 +266,7 @@ async fn webseed_and_seeding_peer_share_the_download() {
     let tmp = tmp();
     let data = payload(8 << 20, 5);
     let files = BTreeMap::from([("/big.bin".to_owned(), data.clone())]);
-    let server = Server::start(files, Mode::Partial).await;
+    let server = Server::start(files, WebMode::Partial).await;
     // Slow enough that the peer gets its share, fast enough to matter.
     server.set_rate(None);
     let url = server.url("/big.bin");
@@ -448,7 +306,7 @@ async fn a_server_ignoring_range_still_gives_correct_data() {
     let tmp = tmp();
     let data = payload(700_000, 9);
     let files = BTreeMap::from([("/f.bin".to_owned(), data.clone())]);
-    let server = Server::start(files, Mode::Full).await;
+    let server = Server::start(files, WebMode::Full).await;
     let torrent = single_torrent(
         &sub(&tmp, "make"),
         "f.bin",
@@ -469,7 +327,7 @@ async fn a_server_ignoring_range_still_gives_correct_data() {
 
 /// A failing server: the source shows the error, is retried every `webseed-retry-interval`,
 /// and the download completes once the server recovers.
-async fn failing_then_recovering(mode: Mode, want: WebseedError) {
+async fn failing_then_recovering(mode: WebMode, want: WebseedError) {
     let tmp = tmp();
     let data = payload(400_000, 11);
     let files = BTreeMap::from([("/f.bin".to_owned(), data.clone())]);
@@ -490,7 +348,7 @@ async fn failing_then_recovering(mode: Mode, want: WebseedError) {
     let ws = s.webseeds(&t.id).await.unwrap();
     assert_eq!(ws[0].error, Some(want), "{mode:?}: {ws:?}");
     assert_ne!(s.stats(&t.id).await.unwrap().status, Status::Seeding);
-    server.set_mode(Mode::Partial);
+    server.set_mode(WebMode::Partial);
     wait_seeding(&s, &t, &format!("{mode:?} then recovered")).await;
     assert_eq!(std::fs::read(dir.join("data/f.bin")).unwrap(), data);
     s.close().await.unwrap();
@@ -498,12 +356,12 @@ async fn failing_then_recovering(mode: Mode, want: WebseedError) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_404_disables_the_webseed_until_the_retry_interval() {
-    failing_then_recovering(Mode::NotFound, WebseedError::Status(404)).await;
+    failing_then_recovering(WebMode::NotFound, WebseedError::Status(404)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_body_disables_the_webseed_until_the_retry_interval() {
-    failing_then_recovering(Mode::Short, WebseedError::ShortBody).await;
+    failing_then_recovering(WebMode::Short, WebseedError::ShortBody).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -511,7 +369,7 @@ async fn a_404_webseed_beside_a_peer_does_not_block_the_download() {
     let tmp = tmp();
     let data = payload(600_000, 13);
     let files = BTreeMap::new();
-    let server = Server::start(files, Mode::NotFound).await;
+    let server = Server::start(files, WebMode::NotFound).await;
     let torrent = single_torrent(
         &sub(&tmp, "make"),
         "f.bin",
@@ -539,7 +397,7 @@ async fn a_corrupt_webseed_is_banned_and_the_peer_finishes() {
     let tmp = tmp();
     let data = payload(1_000_000, 17);
     let files = BTreeMap::from([("/f.bin".to_owned(), data.clone())]);
-    let server = Server::start(files, Mode::Corrupt).await;
+    let server = Server::start(files, WebMode::Corrupt).await;
     let torrent = single_torrent(
         &sub(&tmp, "make"),
         "f.bin",
