@@ -281,6 +281,15 @@ fn lock(b: &SharedBoard) -> std::sync::MutexGuard<'_, Board> {
     b.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The environment variable that makes every host print each statistics sample
+/// (`RAIN_SIM_VERBOSE=1`), to see a replayed failure unfold.
+pub const VERBOSE_ENV: &str = "RAIN_SIM_VERBOSE";
+
+fn verbose() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os(VERBOSE_ENV).is_some_and(|v| v != "0"))
+}
+
 fn sim_now() -> Duration {
     turmoil::sim_elapsed().unwrap_or_default()
 }
@@ -406,6 +415,9 @@ impl PeerHost {
                         );
                         if let Some(d) = session.dht_stats().await {
                             let _ = write!(line, " dht {d:?}");
+                        }
+                        if verbose() {
+                            eprintln!("{:>8}ms {:<10} {line}", sim_now().as_millis(), self.name);
                         }
                         lock(&self.board).last_stats.insert(self.name.clone(), line);
                     }

@@ -21,6 +21,10 @@ const REGRESSION_SEEDS: &[u64] = &[
     // A corrupt and a stalling peer: the seed refused to serve again blocks it had served
     // once, so the leechers' last piece, poisoned by the corrupt peer, was stranded.
     2_333_718_968_750_658_632,
+    // A seed that dials its PEX peers: a magnet leecher and the seed dialled each other at
+    // once, each kept a different one of the two connections, and the leecher lost its only
+    // seed for good.
+    6_270_039_573_118_102_423,
 ];
 
 fn cases() -> u32 {

@@ -286,6 +286,9 @@ pub enum DisconnectReason {
     Stopped,
     /// Both sides are seeds.
     NotNeeded,
+    /// The peer's other connection to us replaces this one ([`Torrent::handle_peer_connected`]
+    /// on crossed connections).
+    Duplicate,
 }
 
 /// Why an IP was banned.
@@ -1154,6 +1157,9 @@ impl Torrent {
         info: PeerInfo,
     ) -> Result<PeerKey, Refused> {
         self.last_now = now;
+        if let Some(old) = self.crossed_connection(&info) {
+            self.disconnect(now, old, DisconnectReason::Duplicate);
+        }
         let r = self.admit(now, &info);
         let source = match info.direction {
             Direction::Incoming => PeerSource::Incoming,
@@ -1193,6 +1199,26 @@ impl Torrent {
         self.event(TorrentEvent::PeerConnected { peer: key, addr });
         self.send_first_messages(now, key);
         Ok(key)
+    }
+
+    /// When we and a peer dial each other at once, both ends hold two connections between the
+    /// same pair and each refuses its second one as a duplicate; if each refused a different
+    /// one, neither connection survives and the two may never meet again. So both ends keep
+    /// the connection opened by the peer with the lower peer id (libtorrent's rule): this
+    /// returns the existing connection that the new one `info` replaces, if any (otherwise
+    /// [`Torrent::admit`] refuses the new one as a duplicate).
+    fn crossed_connection(&self, info: &PeerInfo) -> Option<PeerKey> {
+        let opened_by_lower = match info.direction {
+            Direction::Outgoing => self.peer_id < info.peer_id,
+            Direction::Incoming => info.peer_id < self.peer_id,
+        };
+        if !opened_by_lower {
+            return None;
+        }
+        self.peers
+            .iter()
+            .find(|(_, p)| p.info.peer_id == info.peer_id && p.info.direction != info.direction)
+            .map(|(k, _)| *k)
     }
 
     fn admit(&self, _now: Instant, info: &PeerInfo) -> Result<(), Refused> {

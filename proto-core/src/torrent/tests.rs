@@ -1112,6 +1112,78 @@ fn a_misaligned_piece_disconnects_with_bad_block() {
     );
 }
 
+/// Crossed connections (each side dialled the other): both ends keep the one opened by the
+/// lower peer id, whichever handshake finished first, so exactly one survives. Keeping the
+/// first one instead left each end with the connection the other had dropped (sim seed
+/// 6270039573118102423: a magnet leecher lost its only seed that way).
+#[test]
+fn crossed_connections_keep_the_one_opened_by_the_lower_peer_id() {
+    let tt = TestTorrent::generate(4, 128 * 1024, 128 * 1024, false);
+    let mut s = Solo::new(Role::Leecher, tt, TorrentConfig::default());
+    let conn = |id: u8, direction: Direction, port: u16| PeerInfo {
+        addr: SocketAddr::from(([10, 0, 0, id], port)),
+        direction,
+        peer_id: PeerId([id; 20]),
+        reserved: wire::Reserved::default(),
+        encrypted: false,
+    };
+    let directions = |s: &Solo, id: u8| -> Vec<Direction> {
+        s.t.peers()
+            .iter()
+            .filter(|p| p.addr.ip() == std::net::IpAddr::from([10, 0, 0, id]))
+            .map(|p| p.direction)
+            .collect()
+    };
+    // Ours is [b'U'; 20]. A lower id (1): its incoming connection is the keeper, whether it
+    // comes first or second.
+    let lower = 1;
+    s.t.handle_peer_connected(s.now, conn(lower, Direction::Incoming, 7000))
+        .unwrap();
+    assert_eq!(
+        s.t.handle_peer_connected(s.now, conn(lower, Direction::Outgoing, 6881)),
+        Err(Refused::DuplicatePeerId)
+    );
+    assert_eq!(directions(&s, lower), [Direction::Incoming]);
+    let lower = 2;
+    let first =
+        s.t.handle_peer_connected(s.now, conn(lower, Direction::Outgoing, 6881))
+            .unwrap();
+    s.drain();
+    s.take();
+    s.t.handle_peer_connected(s.now, conn(lower, Direction::Incoming, 7000))
+        .unwrap();
+    assert_eq!(
+        {
+            s.drain();
+            disconnect_reason(&s.take(), first)
+        },
+        Some(DisconnectReason::Duplicate)
+    );
+    assert_eq!(directions(&s, lower), [Direction::Incoming]);
+    // A higher id (0xf0): our outgoing connection is the keeper.
+    let higher = 0xf0;
+    let first =
+        s.t.handle_peer_connected(s.now, conn(higher, Direction::Incoming, 7000))
+            .unwrap();
+    s.drain();
+    s.take();
+    s.t.handle_peer_connected(s.now, conn(higher, Direction::Outgoing, 6881))
+        .unwrap();
+    assert_eq!(
+        {
+            s.drain();
+            disconnect_reason(&s.take(), first)
+        },
+        Some(DisconnectReason::Duplicate)
+    );
+    assert_eq!(directions(&s, higher), [Direction::Outgoing]);
+    assert_eq!(
+        s.t.handle_peer_connected(s.now, conn(higher, Direction::Incoming, 7001)),
+        Err(Refused::DuplicatePeerId)
+    );
+    assert_eq!(s.t.peers().len(), 3);
+}
+
 #[test]
 fn self_connections_and_duplicates_are_refused() {
     // R28: our own peer id, a second connection of a known peer id, a second one of an IP.
