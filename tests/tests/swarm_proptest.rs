@@ -5,7 +5,7 @@
 //! in one of four), and every run must be safe and live.
 //!
 //! `RAIN_SIM_CASES=<n>` runs more cases (default 6). A failing case prints its scenario with
-//! its seed; `RAIN_SIM_SEED=<seed> cargo test -p rain-sim --test swarm_proptest replay` replays
+//! its seed; `RAIN_SIM_SEED=<seed> cargo test -p rain-tests --test swarm_proptest replay` replays
 //! it. Failures proptest finds are persisted to `proptest-regressions/swarm_proptest.txt`
 //! (committed) and seeds worth keeping are listed in [`REGRESSION_SEEDS`].
 
