@@ -434,7 +434,7 @@ impl ResumeDb {
             Some(bytes) => Progress::decode(bytes).map_err(corrupt)?,
             None => Progress::default(),
         };
-        Ok(meta.into_record(info, progress))
+        meta.into_record(info, progress).map_err(corrupt)
     }
 
     /// Deletes torrent `id`'s record; returns whether it existed.

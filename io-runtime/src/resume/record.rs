@@ -123,6 +123,10 @@ pub enum DecodeError {
     /// An info-hash that is not 20 bytes.
     #[error("info-hash is {0} bytes, not 20")]
     InfoHash(usize),
+    /// The stored `info` dictionary does not hash to the stored info-hash (a damaged or
+    /// tampered record: trusting it would serve and verify against the wrong torrent).
+    #[error("info dictionary does not hash to the info-hash")]
+    InfoMismatch,
 }
 
 impl StoredMeta {
@@ -160,10 +164,19 @@ impl StoredMeta {
         Ok(meta)
     }
 
-    pub(crate) fn into_record(self, info: Vec<u8>, progress: Progress) -> TorrentRecord {
+    /// The whole record, once `info` (empty for a magnet without metadata) is checked
+    /// against the info-hash.
+    pub(crate) fn into_record(
+        self,
+        info: Vec<u8>,
+        progress: Progress,
+    ) -> Result<TorrentRecord, DecodeError> {
         let mut hash = [0; 20];
         hash.copy_from_slice(&self.info_hash);
-        TorrentRecord {
+        if !info.is_empty() && InfoHash::of(&info) != InfoHash(hash) {
+            return Err(DecodeError::InfoMismatch);
+        }
+        Ok(TorrentRecord {
             info_hash: InfoHash(hash),
             port: self.port,
             name: self.name,
@@ -179,7 +192,7 @@ impl StoredMeta {
             complete_cmd_run: self.complete_cmd_run,
             sequential: self.sequential,
             parser_version: self.parser_version,
-        }
+        })
     }
 }
 

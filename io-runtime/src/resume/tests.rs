@@ -13,8 +13,9 @@ fn opts() -> ResumeDbOptions {
 }
 
 fn record(n: u8) -> TorrentRecord {
+    let info = vec![b'd', n, b'e'];
     TorrentRecord {
-        info_hash: InfoHash([n; 20]),
+        info_hash: InfoHash::of(&info),
         port: 20000 + u16::from(n),
         name: format!("torrent {n}"),
         trackers: vec![
@@ -23,7 +24,7 @@ fn record(n: u8) -> TorrentRecord {
         ],
         url_list: vec!["http://seed/".into()],
         fixed_peers: vec!["10.0.0.1:6881".into()],
-        info: vec![b'd', n, b'e'],
+        info,
         progress: Progress {
             bitfield: Some(vec![0xf0, n]),
             bytes_downloaded: 1 << 40,
@@ -57,6 +58,8 @@ fn records_round_trip_update_list_and_delete() {
 
     // A magnet without metadata: empty info and no bitfield.
     let magnet = TorrentRecord {
+        // The metadata that arrives later (below) hashes to it.
+        info_hash: InfoHash::of(b"d4:infoe"),
         info: Vec::new(),
         progress: Progress::default(),
         ..record(4)
@@ -174,6 +177,34 @@ fn clean_shutdown_marker() {
     db.close().unwrap();
     let db = ResumeDb::open(&path, &opts()).unwrap();
     assert_eq!(db.last_shutdown(), LastShutdown::Clean);
+}
+
+/// R58: a record whose stored info dictionary does not hash to its info-hash is corrupt
+/// (reported and skipped like an undecodable one), never loaded as that torrent.
+#[test]
+fn rejects_a_record_whose_info_does_not_match_its_info_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = ResumeDb::open(&dir.path().join("session.db"), &opts()).unwrap();
+    db.put_torrent("good", &record(1)).unwrap();
+    let mut swapped = record(2);
+    swapped.info = record(3).info;
+    db.put_torrent("swapped", &swapped).unwrap();
+    let loaded = db.load_torrents().unwrap();
+    let ok: Vec<&str> = loaded.ok.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ok, ["good"]);
+    assert!(
+        matches!(
+            &loaded.failed[..],
+            [(id, ResumeError::Corrupt { source: DecodeError::InfoMismatch, .. })] if id == "swapped"
+        ),
+        "{:?}",
+        loaded.failed
+    );
+    // A magnet's record without metadata has nothing to check.
+    let mut magnet = record(4);
+    magnet.info.clear();
+    db.put_torrent("magnet", &magnet).unwrap();
+    assert_eq!(db.get_torrent("magnet").unwrap(), Some(magnet));
 }
 
 #[test]
