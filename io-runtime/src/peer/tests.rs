@@ -251,3 +251,59 @@ async fn unknown_torrents_and_garbage_are_refused() {
     assert!(errors[0].contains("unknown info-hash"), "{errors:?}");
     assert!(!errors[1].is_empty(), "{errors:?}");
 }
+
+/// R28: a peer that trickles its handshake a byte at a time, never finishing, is dropped
+/// when `peer-handshake-timeout` runs out (the bound is on the whole handshake, not on each
+/// read, so steady trickling does not keep the connection alive).
+#[tokio::test]
+async fn a_slowloris_handshake_is_dropped_at_the_handshake_timeout() {
+    let mut l = TokioNet
+        .listen("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = Listener::local_addr(&l).unwrap();
+    let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (stream, _) = Listener::accept(&mut l).await.unwrap();
+    let timeouts = Timeouts {
+        handshake: Duration::from_millis(300),
+        ..Timeouts::default()
+    };
+    let server = tokio::spawn(async move {
+        let mut rng = Rng::new(Seed::from_u64(6));
+        let plain = policy(Outgoing::Plaintext, false);
+        accept(
+            stream,
+            &[IH],
+            |_| None,
+            &plain,
+            timeouts,
+            Limits::default(),
+            &mut rng,
+        )
+        .await
+    });
+    // The plaintext handshake's first bytes, one every 50 ms: the server's reads never wait
+    // long, yet the handshake never completes.
+    let mut sent = 0;
+    let closed = loop {
+        let byte = b"\x13BitTorrent protocol"[sent % 20];
+        if client.write_all(&[byte]).await.is_err() || server.is_finished() {
+            break true;
+        }
+        sent += 1;
+        if sent > 200 {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        closed,
+        "still trickling after 10 s: the handshake is not bounded"
+    );
+    let err = server.await.unwrap().err().map(|e| e.to_string());
+    assert_eq!(err.as_deref(), Some("timed out during handshake"));
+    assert!(
+        sent >= 4,
+        "the peer kept sending for a while ({sent} bytes)"
+    );
+}
