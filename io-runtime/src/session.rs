@@ -202,6 +202,8 @@ pub struct SessionConfig {
     /// Where disk, hashing and database jobs run: tokio's blocking pool, or inline for a
     /// deterministic simulation.
     pub blocking: BlockingMode,
+    /// A wrapper around every torrent's storage (fault injection; none by default).
+    pub storage_layer: crate::storage::StorageLayer,
 }
 
 impl Default for SessionConfig {
@@ -268,6 +270,7 @@ impl Default for SessionConfig {
             hash_threads: 0,
             seed: None,
             blocking: BlockingMode::Pool,
+            storage_layer: crate::storage::StorageLayer::default(),
             blocklist_url: String::new(),
             blocklist_update_interval: Duration::from_secs(24 * 3600),
             blocklist_update_timeout: Duration::from_secs(10 * 60),
@@ -761,6 +764,7 @@ impl<N: Network> Session<N> {
             ),
             speed: SpeedLimits::from_kib(config.speed_limit_download, config.speed_limit_upload),
             blocking: config.blocking,
+            storage_layer: config.storage_layer.clone(),
             blocklist,
         });
         let mut state = State {

@@ -118,6 +118,8 @@ pub(crate) struct Shared<N> {
     pub blocklist: Arc<crate::blocklist::SessionBlocklist>,
     /// Where disk, hashing and database jobs run.
     pub blocking: BlockingMode,
+    /// Wraps each torrent's storage when it is opened.
+    pub storage_layer: crate::storage::StorageLayer,
 }
 
 impl<N> Shared<N> {
@@ -615,7 +617,7 @@ impl<N: Network> Task<N> {
             self.shared.cache.clone(),
         )
         .map_err(|e| e.to_string())?;
-        let s: Arc<dyn Storage> = Arc::new(s);
+        let s = self.shared.storage_layer.apply(Arc::new(s));
         self.storage = Some(s.clone());
         Ok(s)
     }

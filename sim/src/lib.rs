@@ -3,6 +3,7 @@
 //! - [`net::TurmoilNet`]: the runtime's network trait over turmoil's simulated TCP, so every
 //!   simulated host runs a real [`rain_runtime::session::Session`] (real torrent and peer
 //!   tasks, real files and resume database in a temporary directory per host).
+//! - [`disk`]: disk faults (full, read errors, corrupt reads) under a host's real storage.
 //! - [`throttle`]: bandwidth faults, a host's uplink as a token bucket in simulated time.
 //! - [`content`]: torrents of random sizes, piece lengths and file layouts from a seed.
 //! - [`evil`]: hosts that speak the wire protocol and serve corrupt blocks, stall, or flood
@@ -25,6 +26,7 @@
 //! ([`scenario::seed_from_env`]).
 
 pub mod content;
+pub mod disk;
 pub mod evil;
 pub mod http_server;
 pub mod net;

@@ -23,6 +23,7 @@ use sha1::{Digest, Sha1};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::content::Content;
+use crate::disk::{Disk, DiskCounters, DiskFault};
 use crate::evil::{EvilPeer, Misbehaviour};
 use crate::net::TurmoilNet;
 use crate::safety::{Bounds, PeerLoad, violations};
@@ -98,6 +99,8 @@ pub struct Outcome {
     /// The webseed's counters just before each [`Fault::Web`] changed its mode, with when
     /// and the new mode.
     pub web_changes: Vec<(Duration, WebMode, WebCounters)>,
+    /// What each rain host's disk faults did (all zeros without [`Fault::Disk`]).
+    pub disks: BTreeMap<HostId, DiskCounters>,
     /// Simulated time of the whole run.
     pub elapsed: Duration,
     /// Turmoil steps taken.
@@ -310,6 +313,8 @@ struct PeerHost {
     tracker: bool,
     /// The software starts only at this simulated time ([`Fault::Join`]).
     join_at: Duration,
+    /// Its disk, whose faults the plan switches ([`Fault::Disk`]).
+    disk: Arc<Disk>,
     net: TurmoilNet,
     board: SharedBoard,
 }
@@ -341,6 +346,7 @@ impl PeerHost {
             self.content.write_to(&data_dir.join(TORRENT_ID))?;
         }
         let mut config = session_config(&self.dir, self.seed);
+        config.storage_layer = self.disk.layer();
         if let Some(bootstrap) = &self.dht {
             enable_dht(&mut config, bootstrap.clone());
         }
@@ -558,6 +564,7 @@ enum Action {
     Crash(HostId),
     Restart(HostId),
     Web(WebMode),
+    Disk(HostId, DiskFault, bool),
 }
 
 /// When `host`'s software first starts: at the start, or later for a [`Fault::Join`].
@@ -597,6 +604,15 @@ fn schedule(s: &Scenario) -> Vec<(Duration, Action)> {
                 }
             }
             Fault::Web { at, mode } => plan.push((*at, Action::Web(*mode))),
+            Fault::Disk {
+                host,
+                fault,
+                from,
+                until,
+            } => {
+                plan.push((*from, Action::Disk(*host, *fault, true)));
+                plan.push((*until, Action::Disk(*host, *fault, false)));
+            }
             Fault::Link { .. } | Fault::Uplink { .. } | Fault::Join { .. } => {}
         }
     }
@@ -686,6 +702,11 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
             }
         });
     }
+    let disks: BTreeMap<HostId, Arc<Disk>> = scenario
+        .honest_hosts()
+        .into_iter()
+        .map(|h| (h, Arc::default()))
+        .collect();
     for host in scenario.honest_hosts() {
         let (seeder, index) = match host {
             HostId::Seeder(i) => (true, i),
@@ -709,6 +730,7 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
             dht: scenario.dht.then(|| dht_bootstrap.clone()),
             tracker: scenario.tracker,
             join_at: join_of(scenario, host),
+            disk: disks[&host].clone(),
             net: uplink_of(scenario, host).map_or_else(|| net.clone(), |r| net.with_uplink(r)),
             board: board.clone(),
         };
@@ -790,6 +812,11 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
                 Action::Repair(a, b) => for_pairs(&a, &b, |x, y| sim.repair(x, y)),
                 Action::Crash(h) => sim.crash(h.name()),
                 Action::Restart(h) => sim.bounce(h.name()),
+                Action::Disk(h, fault, on) => {
+                    if let Some(d) = disks.get(&h) {
+                        d.set(fault, on);
+                    }
+                }
                 Action::Web(mode) => {
                     if let Some(w) = &web_server {
                         web_changes.push((now, mode, w.counters()));
@@ -912,6 +939,7 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
         tracker_announces: tracker_stats.announces(),
         web: web_server.map(|w| w.counters()).unwrap_or_default(),
         web_changes,
+        disks: disks.iter().map(|(h, d)| (*h, d.counters())).collect(),
         elapsed,
         steps,
     })

@@ -7,6 +7,7 @@ use std::time::Duration;
 use rain_proto::rng::{Rng, Seed};
 
 use crate::content::ContentSpec;
+use crate::disk::DiskFault;
 use crate::web::WebMode;
 
 /// The environment variable that replaces a scenario's seed (`RAIN_SIM_SEED=<u64>`).
@@ -129,6 +130,18 @@ pub enum Fault {
         /// How it answers from then on.
         mode: WebMode,
     },
+    /// The disk of the rain host `host` misbehaves as `fault` from `from` until `until`
+    /// ([`crate::disk`]).
+    Disk {
+        /// Which host (a seeder or leecher).
+        host: HostId,
+        /// How.
+        fault: DiskFault,
+        /// Start.
+        from: Duration,
+        /// End.
+        until: Duration,
+    },
     /// Everything `host` sends over TCP shares an uplink of `bytes_per_sec` for the whole run.
     Uplink {
         /// Which host.
@@ -142,7 +155,7 @@ impl Fault {
     /// When the fault is over (zero for permanent link settings).
     pub fn ends(&self) -> Duration {
         match self {
-            Fault::Partition { until, .. } => *until,
+            Fault::Partition { until, .. } | Fault::Disk { until, .. } => *until,
             Fault::Crash { at, restart, .. } => restart.unwrap_or(*at),
             Fault::Join { at, .. } | Fault::Web { at, .. } => *at,
             Fault::Link { .. } | Fault::Uplink { .. } => Duration::ZERO,

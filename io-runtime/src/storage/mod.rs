@@ -29,6 +29,51 @@ pub use file::{FileStorage, FileStorageOptions, storage_root};
 pub use layout::{Layout, LayoutFile, Segment, Segments};
 pub use memory::MemoryStorage;
 
+/// A wrapper put around every torrent's storage when it is opened: fault injection for tests
+/// and simulations (disk full, I/O errors, corrupt reads). None by default.
+#[derive(Clone, Default)]
+pub struct StorageLayer(Option<std::sync::Arc<LayerFn>>);
+
+type LayerFn = dyn Fn(std::sync::Arc<dyn Storage>) -> std::sync::Arc<dyn Storage> + Send + Sync;
+
+impl StorageLayer {
+    /// A layer that wraps each storage with `f`.
+    pub fn new(
+        f: impl Fn(std::sync::Arc<dyn Storage>) -> std::sync::Arc<dyn Storage> + Send + Sync + 'static,
+    ) -> Self {
+        StorageLayer(Some(std::sync::Arc::new(f)))
+    }
+
+    /// `storage`, wrapped if this layer has a wrapper.
+    pub fn apply(&self, storage: std::sync::Arc<dyn Storage>) -> std::sync::Arc<dyn Storage> {
+        match &self.0 {
+            Some(f) => f(storage),
+            None => storage,
+        }
+    }
+}
+
+impl std::fmt::Debug for StorageLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "StorageLayer(wrapped)"
+        } else {
+            "StorageLayer(none)"
+        })
+    }
+}
+
+/// Two layers are equal when they are the same wrapper (or both none).
+impl PartialEq for StorageLayer {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) use layout::tests::info as layout_tests_info;
 

@@ -189,7 +189,7 @@ pub struct BlocklistUse {
 
 /// A disk operation failed in the runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("disk error: {0:?}")]
+#[error("disk error: {0}")]
 pub struct DiskError(pub std::io::ErrorKind);
 
 /// Why a torrent stopped with an error (rain's `Error` field).
