@@ -808,8 +808,8 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
                 detail: String::new(),
             });
             match action {
-                Action::Partition(a, b) => for_pairs(&a, &b, |x, y| sim.partition(x, y)),
-                Action::Repair(a, b) => for_pairs(&a, &b, |x, y| sim.repair(x, y)),
+                Action::Partition(a, b) => for_pairs(&a, &b, |x, y| sim.hold(x, y)),
+                Action::Repair(a, b) => for_pairs(&a, &b, |x, y| sim.release(x, y)),
                 Action::Crash(h) => sim.crash(h.name()),
                 Action::Restart(h) => sim.bounce(h.name()),
                 Action::Disk(h, fault, on) => {

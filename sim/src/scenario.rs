@@ -81,8 +81,11 @@ impl fmt::Display for HostId {
 /// A fault, placed in simulated time (from the start of the run).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
-    /// Every link between a host of `a` and a host of `b` drops all traffic from `from` until
-    /// `until` (established connections lose what was sent meanwhile, as on a real cut).
+    /// Every link between a host of `a` and a host of `b` carries nothing from `from` until
+    /// `until`, then delivers what was held (TCP's retransmissions, compressed: a connection
+    /// survives a cut that heals, as on a real network, and no stream loses bytes; datagrams
+    /// arrive late). Dropping instead left streams with a hole that turmoil never fills, so
+    /// one direction of a connection stayed dead after the heal, which real TCP never does.
     Partition {
         /// One side.
         a: Vec<HostId>,
@@ -280,7 +283,7 @@ impl Scenario {
     /// silent DHT nodes), in one of four through a tracker (over HTTP in half of those; it
     /// crashes and restarts in one of three), both in one of twelve; otherwise they are
     /// introduced directly. One scenario in four has a webseed too, misbehaving in half of
-    /// those (possibly recovering later).
+    /// those (possibly recovering later). One in five has a broken disk on one rain host.
     pub fn random(seed: u64) -> Self {
         let mut rng = Rng::new(Seed::from_u64(seed ^ 0x7363_656e_6172_696f));
         let mut s = Scenario::new(seed);
@@ -380,6 +383,45 @@ impl Scenario {
                     host: HostId::Web,
                     at,
                     restart,
+                });
+            }
+        }
+        // Drawn last again. A broken disk on a host that has no crash planned; a full disk or
+        // read errors stop its torrent, so the host is restarted (as its user would) after
+        // the disk recovers. Corrupt reads get a seeder banned for the run, so only when
+        // another seeder remains.
+        let calm: Vec<HostId> = hosts
+            .iter()
+            .copied()
+            .filter(|h| {
+                !s.faults
+                    .iter()
+                    .any(|f| matches!(f, Fault::Crash { host, .. } if host == h))
+            })
+            .collect();
+        if rng.below(5) == 0 && !calm.is_empty() {
+            let host = calm[rng.below(calm.len() as u64) as usize];
+            let seeder = matches!(host, HostId::Seeder(_));
+            let fault = match rng.below(3) {
+                0 => DiskFault::Full,
+                1 => DiskFault::ReadError,
+                _ if seeder && s.seeders > 1 => DiskFault::CorruptReads,
+                _ => DiskFault::Full,
+            };
+            let from = ms(&mut rng, 0, 3000);
+            let until = from + ms(&mut rng, 500, 5000);
+            s.faults.push(Fault::Disk {
+                host,
+                fault,
+                from,
+                until,
+            });
+            if fault != DiskFault::CorruptReads {
+                let at = until + Duration::from_millis(500);
+                s.faults.push(Fault::Crash {
+                    host,
+                    at,
+                    restart: Some(at + Duration::from_millis(500)),
                 });
             }
         }

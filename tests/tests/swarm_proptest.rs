@@ -1,8 +1,8 @@
 //! The scenario search (issue #9): proptest draws seeds, each seed generates a whole scenario
 //! ([`Scenario::random`]: payload layout, swarm size, magnets, corrupt and stalling peers,
-//! per-link latency and jitter, a partition that heals, a crash with restart, peer discovery
-//! through the DHT in one scenario of three and through a UDP tracker, now and then crashing,
-//! in one of four), and every run must be safe and live.
+//! per-link latency and jitter, a partition that heals, a crash with restart, a broken disk,
+//! a webseed, peer discovery through the DHT in one scenario of three and through a UDP or
+//! HTTP tracker, now and then crashing, in one of four), and every run must be safe and live.
 //!
 //! `RAIN_SIM_CASES=<n>` runs more cases (default 6). A failing case prints its scenario with
 //! its seed; `RAIN_SIM_SEED=<seed> cargo test -p rain-tests --test swarm_proptest replay` replays
@@ -25,6 +25,9 @@ const REGRESSION_SEEDS: &[u64] = &[
     // once, each kept a different one of the two connections, and the leecher lost its only
     // seed for good.
     6_270_039_573_118_102_423,
+    // A partition that dropped TCP segments left a leecher's requests to the only seed
+    // unheard after the heal (turmoil never retransmits); partitions now hold and deliver.
+    8_003_782_336_119_781_653,
 ];
 
 fn cases() -> u32 {
