@@ -57,10 +57,9 @@ fn tracker_only(seed: u64) -> Scenario {
         .content(ContentSpec::random_between(seed, 256 << 10, 1 << 20, 4))
 }
 
-#[test]
-fn tracker_only_swarm() {
-    let seed = seed_from_env(0x5eed_7a01);
-    let out = run_ok(&tracker_only(seed));
+/// Runs a [`tracker_only`] swarm: every leecher completes, and every session announced.
+fn completes_through_the_tracker(s: &Scenario) {
+    let out = run_ok(s);
     assert_eq!(out.completed.len(), 4, "every leecher completed");
     assert!(
         out.tracker_announces >= 5,
@@ -69,18 +68,16 @@ fn tracker_only_swarm() {
     );
 }
 
+#[test]
+fn tracker_only_swarm() {
+    completes_through_the_tracker(&tracker_only(seed_from_env(0x5eed_7a01)));
+}
+
 /// The same swarm through the tracker's HTTP face: the runtime's HTTP tracker client (over
 /// the simulated TCP) announces, and the compact peer lists introduce everyone.
 #[test]
 fn http_tracker_only_swarm() {
-    let seed = seed_from_env(0x5eed_7a05);
-    let out = run_ok(&tracker_only(seed).http_tracker());
-    assert_eq!(out.completed.len(), 4, "every leecher completed");
-    assert!(
-        out.tracker_announces >= 5,
-        "every session announced at least once: {} announces",
-        out.tracker_announces
-    );
+    completes_through_the_tracker(&tracker_only(seed_from_env(0x5eed_7a05)).http_tracker());
 }
 
 /// The same swarm with the tracker down from the start: nobody can find anybody, so every
