@@ -22,12 +22,14 @@ const FILES: &[(&str, usize)] = &[
     ("c.bin", 1_200_017),
 ];
 
-fn port_base() -> u16 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    20_000 + ((std::process::id().wrapping_mul(7919) ^ nanos) % 40_000) as u16
+/// Four ports the kernel just handed out (held together, so they differ): free, unlike a range
+/// derived from a random base, which an ephemeral connection may already hold (a session
+/// whose port is taken runs without a listener, as rain does, and its peers stall).
+fn free_ports() -> [u16; 4] {
+    let held: Vec<std::net::TcpListener> = (0..4)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
 }
 
 fn config(dir: &Path, ports: u16, seed: u64) -> SessionConfig {
@@ -36,7 +38,7 @@ fn config(dir: &Path, ports: u16, seed: u64) -> SessionConfig {
         data_dir: dir.join("data"),
         host: "127.0.0.1".parse().unwrap(),
         port_begin: ports,
-        port_end: ports + 20,
+        port_end: ports + 1,
         resume_write_interval: Duration::from_millis(200),
         seed: Some(seed),
         ..SessionConfig::default()
@@ -112,7 +114,7 @@ fn loopback_transfer() {
         tmp.path().join("p"),
         tmp.path().join("c"),
     );
-    let base = port_base();
+    let [port_a, port_b, port_p, port_c] = free_ports();
     let data = payload();
     let src = data_root(&dir_a, "seed");
     write_payload(&src, &data);
@@ -132,7 +134,7 @@ fn loopback_transfer() {
 
     // 1. A seeds (verifies its data on add), B downloads from it.
     let a = rt.block_on(async {
-        let a = Session::new(config(&dir_a, base, 1)).await.unwrap();
+        let a = Session::new(config(&dir_a, port_a, 1)).await.unwrap();
         a.add_torrent(&torrent, fixed("seed")).await.unwrap();
         wait_status(&a, "seed", Status::Seeding).await;
         assert!(a.session_stats().await.verifications >= 1);
@@ -141,7 +143,7 @@ fn loopback_transfer() {
     let a_port = a.get("seed").unwrap().port;
     let a_addr = format!("127.0.0.1:{a_port}");
     rt.block_on(async {
-        let b = Session::new(config(&dir_b, base + 20, 2)).await.unwrap();
+        let b = Session::new(config(&dir_b, port_b, 2)).await.unwrap();
         let t = b
             .add_torrent(&torrent, AddOptions::default())
             .await
@@ -157,7 +159,7 @@ fn loopback_transfer() {
         b.close().await.unwrap();
 
         // 2. B restarts from its resume database: Seeding again, nothing re-hashed.
-        let b = Session::new(config(&dir_b, base + 20, 3)).await.unwrap();
+        let b = Session::new(config(&dir_b, port_b, 3)).await.unwrap();
         assert_eq!(b.get(&t.id).unwrap().port, t.port, "port is persisted");
         wait_status(&b, &t.id, Status::Seeding).await;
         let s = b.session_stats().await;
@@ -174,7 +176,7 @@ fn loopback_transfer() {
     partial[2].fill(0);
     write_payload(&data_root(&dir_p, "part"), &partial);
     let p = rt.block_on(async {
-        let p = Session::new(config(&dir_p, base + 40, 4)).await.unwrap();
+        let p = Session::new(config(&dir_p, port_p, 4)).await.unwrap();
         p.add_torrent(&torrent, fixed("part")).await.unwrap();
         wait_status(&p, "part", Status::Downloading).await;
         p
@@ -189,7 +191,7 @@ fn loopback_transfer() {
             .build()
             .unwrap();
         let c = rt_c.block_on(async {
-            let c = Session::new(config(&dir_c, base + 60, 5)).await.unwrap();
+            let c = Session::new(config(&dir_c, port_c, 5)).await.unwrap();
             c.add_torrent(&torrent, fixed("crash")).await.unwrap();
             c.add_peer("crash", &p_addr).await.unwrap();
             let deadline = tokio::time::Instant::now() + WAIT;
@@ -239,7 +241,7 @@ fn loopback_transfer() {
 
     // 4. C resumes after the crash (re-checking its data) and completes from A.
     rt.block_on(async {
-        let c = Session::new(config(&dir_c, base + 60, 6)).await.unwrap();
+        let c = Session::new(config(&dir_c, port_c, 6)).await.unwrap();
         c.add_peer("crash", &a_addr).await.unwrap();
         wait_status(&c, "crash", Status::Seeding).await;
         let s = c.session_stats().await;
