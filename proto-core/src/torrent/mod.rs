@@ -1157,10 +1157,12 @@ impl Torrent {
         info: PeerInfo,
     ) -> Result<PeerKey, Refused> {
         self.last_now = now;
-        if let Some(old) = self.crossed_connection(&info) {
+        let replacing = self.crossed_connection(&info);
+        let r = self.admit(now, &info, replacing);
+        // The old connection goes only once the new one is sure to stay.
+        if let (Ok(()), Some(old)) = (&r, replacing) {
             self.disconnect(now, old, DisconnectReason::Duplicate);
         }
-        let r = self.admit(now, &info);
         let source = match info.direction {
             Direction::Incoming => PeerSource::Incoming,
             Direction::Outgoing => match self.dialing.remove(&info.addr) {
@@ -1206,7 +1208,8 @@ impl Torrent {
     /// one, neither connection survives and the two may never meet again. So both ends keep
     /// the connection opened by the peer with the lower peer id (libtorrent's rule): this
     /// returns the existing connection that the new one `info` replaces, if any (otherwise
-    /// [`Torrent::admit`] refuses the new one as a duplicate).
+    /// [`Torrent::admit`] refuses the new one as a duplicate). The replacement happens only
+    /// if the new connection is admitted on every other count.
     fn crossed_connection(&self, info: &PeerInfo) -> Option<PeerKey> {
         let opened_by_lower = match info.direction {
             Direction::Outgoing => self.peer_id < info.peer_id,
@@ -1221,18 +1224,31 @@ impl Torrent {
             .map(|(k, _)| *k)
     }
 
-    fn admit(&self, _now: Instant, info: &PeerInfo) -> Result<(), Refused> {
+    /// Whether the connection `info` may join; `replacing` is a connection it would replace
+    /// ([`Torrent::crossed_connection`]), left out of the duplicate checks and the counts.
+    fn admit(
+        &self,
+        _now: Instant,
+        info: &PeerInfo,
+        replacing: Option<PeerKey>,
+    ) -> Result<(), Refused> {
         if !self.running {
             return Err(Refused::NotRunning);
         }
         if info.peer_id == self.peer_id {
             return Err(Refused::OwnConnection);
         }
-        if self.peers.values().any(|p| p.info.peer_id == info.peer_id) {
+        let others = || {
+            self.peers
+                .iter()
+                .filter(move |(k, _)| Some(**k) != replacing)
+                .map(|(_, p)| p)
+        };
+        if others().any(|p| p.info.peer_id == info.peer_id) {
             return Err(Refused::DuplicatePeerId);
         }
         let ip = info.addr.ip();
-        if !ip.is_loopback() && self.peers.values().any(|p| p.info.addr.ip() == ip) {
+        if !ip.is_loopback() && others().any(|p| p.info.addr.ip() == ip) {
             return Err(Refused::DuplicateIp);
         }
         if self.book.is_banned(ip) {
@@ -1246,23 +1262,15 @@ impl Torrent {
         {
             return Err(Refused::Blocked);
         }
-        let (count, max) = match info.direction {
-            Direction::Outgoing => (
-                self.peers
-                    .values()
-                    .filter(|p| p.info.direction == Direction::Outgoing)
-                    .count(),
-                self.config.max_peer_dial,
-            ),
-            Direction::Incoming => (
-                self.peers
-                    .values()
-                    .filter(|p| p.info.direction == Direction::Incoming)
-                    .count(),
-                self.config.max_peer_accept,
-            ),
+        let max = match info.direction {
+            Direction::Outgoing => self.config.max_peer_dial,
+            Direction::Incoming => self.config.max_peer_accept,
         };
-        if count >= max {
+        if others()
+            .filter(|p| p.info.direction == info.direction)
+            .count()
+            >= max
+        {
             return Err(Refused::TooManyPeers);
         }
         Ok(())

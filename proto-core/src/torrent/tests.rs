@@ -1184,6 +1184,41 @@ fn crossed_connections_keep_the_one_opened_by_the_lower_peer_id() {
     assert_eq!(s.t.peers().len(), 3);
 }
 
+/// A crossed connection that would replace the old one but is refused on another count (here
+/// the incoming limit) leaves the old one in place: the pair keeps a connection.
+#[test]
+fn a_refused_crossed_connection_leaves_the_old_one() {
+    let tt = TestTorrent::generate(4, 128 * 1024, 128 * 1024, false);
+    let config = TorrentConfig {
+        max_peer_accept: 1,
+        ..TorrentConfig::default()
+    };
+    let mut s = Solo::new(Role::Leecher, tt, config);
+    let conn = |id: u8, direction: Direction| PeerInfo {
+        addr: SocketAddr::from(([10, 0, 0, id], 7000)),
+        direction,
+        peer_id: PeerId([id; 20]),
+        reserved: wire::Reserved::default(),
+        encrypted: false,
+    };
+    // The only incoming slot is taken by another peer.
+    s.t.handle_peer_connected(s.now, conn(9, Direction::Incoming))
+        .unwrap();
+    // Ours is [b'U'; 20]; peer 2 is lower, so its incoming connection would be the keeper.
+    let old =
+        s.t.handle_peer_connected(s.now, conn(2, Direction::Outgoing))
+            .unwrap();
+    s.drain();
+    s.take();
+    assert_eq!(
+        s.t.handle_peer_connected(s.now, conn(2, Direction::Incoming)),
+        Err(Refused::TooManyPeers)
+    );
+    s.drain();
+    assert_eq!(disconnect_reason(&s.take(), old), None);
+    assert!(s.t.peers().iter().any(|p| p.key == old));
+}
+
 #[test]
 fn self_connections_and_duplicates_are_refused() {
     // R28: our own peer id, a second connection of a known peer id, a second one of an IP.
