@@ -30,11 +30,11 @@ pub struct Disk {
     read_error: AtomicBool,
     corrupt_reads: AtomicBool,
     /// Writes refused while full.
-    pub failed_writes: AtomicU64,
+    failed_writes: AtomicU64,
     /// Reads failed with EIO.
-    pub failed_reads: AtomicU64,
+    failed_reads: AtomicU64,
     /// Reads corrupted.
-    pub corrupted_reads: AtomicU64,
+    corrupted_reads: AtomicU64,
 }
 
 impl Disk {

@@ -25,13 +25,19 @@ pub struct Request {
 }
 
 impl Request {
-    /// The first value of query parameter `key`, percent-decoded to bytes (binary info-hashes).
-    pub fn param(&self, key: &str) -> Option<Vec<u8>> {
+    /// Every value of query parameter `key`, in order, percent-decoded to bytes (binary
+    /// info-hashes; a scrape repeats `info_hash`).
+    pub fn params<'a>(&'a self, key: &'a str) -> impl Iterator<Item = Vec<u8>> + 'a {
         self.query
             .split('&')
             .filter_map(|kv| kv.split_once('='))
-            .find(|(k, _)| *k == key)
+            .filter(move |(k, _)| *k == key)
             .map(|(_, v)| percent_decode(v))
+    }
+
+    /// The first value of query parameter `key`.
+    pub fn param(&self, key: &str) -> Option<Vec<u8>> {
+        self.params(key).next()
     }
 
     /// Query parameter `key` parsed as a number.
@@ -149,13 +155,17 @@ mod tests {
     async fn request_head_and_query() {
         let (mut a, mut b) = tokio::io::duplex(4096);
         a.write_all(
-            b"GET /announce?info_hash=%01%02&port=6881 HTTP/1.1\r\nrange: bytes=1-2\r\n\r\n",
+            b"GET /announce?info_hash=%01%02&port=6881&info_hash=%03 HTTP/1.1\r\nrange: bytes=1-2\r\n\r\n",
         )
         .await
         .unwrap();
         let r = read_request(&mut b).await.unwrap().unwrap();
         assert_eq!(r.path, "/announce");
         assert_eq!(r.param("info_hash"), Some(vec![1, 2]));
+        assert_eq!(
+            r.params("info_hash").collect::<Vec<_>>(),
+            [vec![1, 2], vec![3]]
+        );
         assert_eq!(r.number::<u16>("port"), Some(6881));
         assert_eq!(r.number::<u16>("left"), None);
         assert_eq!(r.range.as_deref(), Some("bytes=1-2"));

@@ -24,7 +24,7 @@ use std::time::Duration;
 use rain_proto::rng::{Rng, Seed};
 use sha1::{Digest, Sha1};
 
-use crate::http_server::{Request, percent_decode, read_request, respond};
+use crate::http_server::{Request, read_request, respond};
 
 /// The UDP port the simulated tracker listens on.
 pub const TRACKER_PORT: u16 = 6969;
@@ -366,10 +366,8 @@ impl TrackerState {
             "/scrape" => {
                 let mut body = b"d5:filesd".to_vec();
                 let hashes = req
-                    .query
-                    .split('&')
-                    .filter_map(|kv| kv.strip_prefix("info_hash="))
-                    .filter_map(|v| hash(percent_decode(v)))
+                    .params("info_hash")
+                    .filter_map(hash)
                     .collect::<std::collections::BTreeSet<_>>();
                 for h in hashes.iter().take(MAX_SCRAPE) {
                     let (seeders, done, leechers) = self.scrape(h);

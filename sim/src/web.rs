@@ -105,6 +105,8 @@ impl WebServer {
     {
         loop {
             let Ok((sock, _)) = listener.accept().await else {
+                // Out of descriptors, say: wait rather than spin.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             };
             let me = self.clone();

@@ -21,6 +21,7 @@ mod memory;
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -32,20 +33,18 @@ pub use memory::MemoryStorage;
 /// A wrapper put around every torrent's storage when it is opened: fault injection for tests
 /// and simulations (disk full, I/O errors, corrupt reads). None by default.
 #[derive(Clone, Default)]
-pub struct StorageLayer(Option<std::sync::Arc<LayerFn>>);
+pub struct StorageLayer(Option<Arc<LayerFn>>);
 
-type LayerFn = dyn Fn(std::sync::Arc<dyn Storage>) -> std::sync::Arc<dyn Storage> + Send + Sync;
+type LayerFn = dyn Fn(Arc<dyn Storage>) -> Arc<dyn Storage> + Send + Sync;
 
 impl StorageLayer {
     /// A layer that wraps each storage with `f`.
-    pub fn new(
-        f: impl Fn(std::sync::Arc<dyn Storage>) -> std::sync::Arc<dyn Storage> + Send + Sync + 'static,
-    ) -> Self {
-        StorageLayer(Some(std::sync::Arc::new(f)))
+    pub fn new(f: impl Fn(Arc<dyn Storage>) -> Arc<dyn Storage> + Send + Sync + 'static) -> Self {
+        StorageLayer(Some(Arc::new(f)))
     }
 
     /// `storage`, wrapped if this layer has a wrapper.
-    pub fn apply(&self, storage: std::sync::Arc<dyn Storage>) -> std::sync::Arc<dyn Storage> {
+    pub fn apply(&self, storage: Arc<dyn Storage>) -> Arc<dyn Storage> {
         match &self.0 {
             Some(f) => f(storage),
             None => storage,
@@ -68,7 +67,7 @@ impl PartialEq for StorageLayer {
     fn eq(&self, other: &Self) -> bool {
         match (&self.0, &other.0) {
             (None, None) => true,
-            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }
