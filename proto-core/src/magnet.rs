@@ -298,6 +298,39 @@ mod tests {
     }
 
     #[test]
+    fn select_only_is_capped_and_overflow_free() {
+        let link = |so: &str| format!("magnet:?xt=urn:btih:{HEX}&so={so}");
+        let ranges = |n: usize| vec!["7"; n].join(",");
+        // Exactly MAX_SELECT_RANGES ranges are taken; one more refuses the link.
+        let m = parse(&link(&ranges(MAX_SELECT_RANGES))).unwrap();
+        assert_eq!(m.select_only.len(), MAX_SELECT_RANGES);
+        assert!(matches!(
+            parse(&link(&ranges(MAX_SELECT_RANGES + 1))),
+            Err(Error::InvalidSelectOnly(_))
+        ));
+        // The widest range a u32 index can express is kept as it is, and survives formatting.
+        let m = parse(&link("0-4294967295")).unwrap();
+        assert_eq!(m.select_only, [(0, u32::MAX)]);
+        assert_eq!(parse(&m.to_string()), Ok(m));
+        // Anything past u32, negative or half-open is refused, never wrapped.
+        for bad in [
+            "0-4294967296",
+            "4294967296",
+            "99999999999999999999",
+            "-1",
+            "3-",
+            "1-2-3",
+        ] {
+            assert!(
+                matches!(parse(&link(bad)), Err(Error::InvalidSelectOnly(_))),
+                "{bad}"
+            );
+        }
+        // An empty `so=` is skipped like any empty parameter.
+        assert!(parse(&link("")).unwrap().select_only.is_empty());
+    }
+
+    #[test]
     fn formats_like_rain_for_simple_links() {
         let mut m = Magnet::new(InfoHash::from_hex(HEX).unwrap());
         m.name = Some("a b".into());

@@ -4,7 +4,7 @@
 
 use rain_proto::bencode::{self, ErrorKind, Item};
 use rain_proto::magnet;
-use rain_proto::metainfo::{Error, Limits, Metainfo};
+use rain_proto::metainfo::{Error, Limits, Metainfo, path};
 
 fn info() -> Item {
     Item::dict()
@@ -256,6 +256,92 @@ fn duplicate_paths() {
         parse(&with_info(files(&[&[b"a", b"b"], &[b"a"]]))),
         Err(Error::DuplicatePath(_))
     ));
+    // Paths equal only when case is ignored are valid on Linux: the later file is renamed
+    // instead (more in `case_only_duplicate_paths_are_renamed`).
+    let m = parse(&with_info(files(&[&[b"Readme"], &[b"README"]]))).unwrap();
+    assert_eq!(paths_of(&m), ["Readme", "README.1"]);
+}
+
+fn paths_of(m: &Metainfo) -> Vec<String> {
+    m.info.files.iter().map(|f| f.path.join("/")).collect()
+}
+
+#[test]
+fn case_only_duplicate_paths_are_renamed() {
+    // Valid on Linux, one file on a case-insensitive file system: the later one is renamed.
+    let m = parse(&with_info(files(&[&[b"Readme"], &[b"README"]]))).unwrap();
+    assert_eq!(paths_of(&m), ["Readme", "README.1"]);
+    // The number goes before the extension and skips names that are taken, in any case.
+    let m = parse(&with_info(files(&[
+        &[b"a.txt"],
+        &[b"A.TXT"],
+        &[b"a.1.txt"],
+    ])))
+    .unwrap();
+    assert_eq!(paths_of(&m), ["a.txt", "A.2.TXT", "a.1.txt"]);
+    // Three spellings of one name, and a clash deeper in the tree.
+    let m = parse(&with_info(files(&[
+        &[b"d", b"x"],
+        &[b"d", b"X"],
+        &[b"d", b"x.1"],
+        &[b"D", b"x"],
+    ])))
+    .unwrap();
+    assert_eq!(paths_of(&m), ["d/x", "d/X.2", "d/x.1", "D/x.3"]);
+    // So every file has a path of its own under case-insensitive comparison.
+    let folded: std::collections::BTreeSet<String> =
+        paths_of(&m).iter().map(|p| p.to_lowercase()).collect();
+    assert_eq!(folded.len(), m.info.files.len());
+    // A file that is a directory once case is ignored is renamed, in either order.
+    let m = parse(&with_info(files(&[&[b"readme"], &[b"README", b"x"]]))).unwrap();
+    assert_eq!(paths_of(&m), ["readme.1", "README/x"]);
+    let m = parse(&with_info(files(&[&[b"README", b"x"], &[b"readme"]]))).unwrap();
+    assert_eq!(paths_of(&m), ["README/x", "readme.1"]);
+    // Directories that differ only in case merge harmlessly and are left alone.
+    let m = parse(&with_info(files(&[&[b"Docs", b"a"], &[b"docs", b"b"]]))).unwrap();
+    assert_eq!(paths_of(&m), ["Docs/a", "docs/b"]);
+    // Renaming is bounded: a file that finds no free number refuses the torrent.
+    let taken: Vec<Vec<u8>> = (1..=path::MAX_RENAME_TRIES)
+        .map(|n| format!("a.{n}").into_bytes())
+        .collect();
+    let mut list: Vec<&[&[u8]]> = vec![&[b"a"], &[b"A"]];
+    let taken_paths: Vec<[&[u8]; 1]> = taken.iter().map(|t| [t.as_slice()]).collect();
+    list.extend(taken_paths.iter().map(|p| &p[..]));
+    assert_eq!(
+        parse(&with_info(files(&list))),
+        Err(Error::DuplicatePath("A".into()))
+    );
+    list.pop();
+    let m = parse(&with_info(files(&list))).unwrap();
+    assert_eq!(
+        m.info.files[1].path,
+        [format!("A.{}", path::MAX_RENAME_TRIES)]
+    );
+}
+
+#[test]
+fn utf8_paths_are_preferred() {
+    // `path.utf-8` wins over a non-UTF-8 `path`; `name.utf-8` over `name`.
+    let entry = Item::dict()
+        .with("length", 10)
+        .with("path", vec![Item::Bytes(b"caf\xe9".to_vec())])
+        .with("path.utf-8", vec![Item::from("café")]);
+    // A `path.utf-8` that is not a list is ignored, and `path` is used.
+    let broken = Item::dict()
+        .with("length", 10)
+        .with("path", vec![Item::from("plain")])
+        .with("path.utf-8", "not-a-list");
+    let Item::Dict(mut d) = info()
+        .with("name", Item::Bytes(b"n\xe4me".to_vec()))
+        .with("name.utf-8", "näme")
+    else {
+        unreachable!()
+    };
+    d.remove(b"length".as_slice());
+    d.insert(b"files".to_vec(), Item::List(vec![entry, broken]));
+    let m = parse(&with_info(Item::Dict(d))).unwrap();
+    assert_eq!(m.info.name, "näme");
+    assert_eq!(paths_of(&m), ["café", "plain"]);
 }
 
 #[test]

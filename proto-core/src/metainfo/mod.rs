@@ -31,9 +31,10 @@ pub struct Metainfo {
     /// The exact bytes of the `info` dictionary as they appear in the file.
     pub info_bytes: Vec<u8>,
     /// Tracker tiers: `announce-list` (BEP 12), or the single `announce` URL as one tier.
-    /// Empty tiers and empty URLs are dropped.
+    /// URLs are trimmed of surrounding whitespace; empty URLs and tiers are dropped, and a URL
+    /// listed more than once is kept only in the first tier that lists it.
     pub trackers: Vec<Vec<String>>,
-    /// WebSeed URLs (BEP 19 `url-list`, a string or a list).
+    /// WebSeed URLs (BEP 19 `url-list`, a string or a list), trimmed, non-empty, each once.
     pub webseeds: Vec<String>,
     /// `creation date`, in seconds since the Unix epoch.
     pub creation_date: Option<i64>,

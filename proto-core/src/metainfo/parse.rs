@@ -1,6 +1,6 @@
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::path::{sanitize_component, sanitize_path};
+use super::path::{MAX_RENAME_TRIES, numbered, sanitize_component, sanitize_path};
 use super::{Error, File, Info, Limits, Metainfo};
 use crate::InfoHash;
 use crate::bencode::{self, Kind, Value};
@@ -125,6 +125,7 @@ impl Info {
         }
         if multi_file {
             check_unique(&files)?;
+            rename_case_clashes(&mut files)?;
         }
         Ok(Info {
             name,
@@ -189,7 +190,7 @@ fn file_length(v: &Value<'_>) -> Result<u64, Error> {
         .ok_or(Error::Invalid("length"))
 }
 
-/// Rule 6 of [`super::path`]: no two real files share a path, and no file sits where another
+/// Rule 7 of [`super::path`]: no two real files share a path, and no file sits where another
 /// needs a directory.
 fn check_unique(files: &[File]) -> Result<(), Error> {
     let mut paths: BTreeSet<&[String]> = BTreeSet::new();
@@ -204,6 +205,57 @@ fn check_unique(files: &[File]) -> Result<(), Error> {
     }
     if let Some(clash) = paths.iter().find(|p| dirs.contains(*p)) {
         return Err(Error::DuplicatePath(clash.join("/")));
+    }
+    Ok(())
+}
+
+/// Rule 8 of [`super::path`]: a file whose path equals an earlier file's, or a directory's,
+/// once letter case is ignored gets a numbered name that is free under the same comparison.
+/// Runs after [`check_unique`], so the clashes left differ in case only. Directories that
+/// differ in case are left alone: on a case-insensitive file system they merge, which loses
+/// nothing.
+fn rename_case_clashes(files: &mut [File]) -> Result<(), Error> {
+    fn fold(path: &[String]) -> Vec<String> {
+        path.iter().map(|c| c.to_lowercase()).collect()
+    }
+    let mut dirs: BTreeSet<Vec<String>> = BTreeSet::new();
+    for f in files.iter().filter(|f| !f.padding) {
+        let folded = fold(&f.path);
+        for n in 1..folded.len() {
+            dirs.insert(folded[..n].to_vec());
+        }
+    }
+    // Folded paths that are taken: first every file that keeps its name, then each new name.
+    let mut taken: BTreeSet<Vec<String>> = BTreeSet::new();
+    let mut clashing = Vec::new();
+    for (i, f) in files.iter().enumerate().filter(|(_, f)| !f.padding) {
+        let folded = fold(&f.path);
+        if dirs.contains(&folded) || !taken.insert(folded) {
+            clashing.push(i);
+        }
+    }
+    // The next number to try for each folded path, so a thousand `readme`s cost a thousand
+    // tries, not half a million.
+    let mut next: BTreeMap<Vec<String>, u32> = BTreeMap::new();
+    for i in clashing {
+        let path = &mut files[i].path;
+        let mut key = fold(path);
+        let n = next.entry(key.clone()).or_insert(1);
+        let name = path.last().expect("sanitised paths are not empty").clone();
+        let mut tries = 0;
+        loop {
+            if tries == MAX_RENAME_TRIES {
+                return Err(Error::DuplicatePath(path.join("/")));
+            }
+            tries += 1;
+            let candidate = numbered(&name, *n);
+            *n = n.saturating_add(1);
+            *key.last_mut().expect("not empty") = candidate.to_lowercase();
+            if !dirs.contains(&key) && taken.insert(key.clone()) {
+                *path.last_mut().expect("not empty") = candidate;
+                break;
+            }
+        }
     }
     Ok(())
 }
@@ -230,14 +282,22 @@ fn text(v: &Value<'_>, key: &[u8]) -> Option<String> {
         .map(|b| String::from_utf8_lossy(b).into_owned())
 }
 
+/// `announce-list` tiers, or `announce` as one tier. A URL listed twice, in the same tier or
+/// another, stays only where it first appears: a duplicate would be announced to twice as often.
 fn trackers(root: &Value<'_>) -> Vec<Vec<String>> {
+    let mut seen = BTreeSet::new();
     let tiers: Vec<Vec<String>> = root
         .get(b"announce-list")
         .and_then(Value::as_list)
         .unwrap_or_default()
         .iter()
         .filter_map(Value::as_list)
-        .map(|tier| tier.iter().filter_map(url).collect::<Vec<_>>())
+        .map(|tier| {
+            tier.iter()
+                .filter_map(url)
+                .filter(|u| seen.insert(u.clone()))
+                .collect::<Vec<_>>()
+        })
         .filter(|tier| !tier.is_empty())
         .collect();
     if !tiers.is_empty() {
@@ -249,7 +309,9 @@ fn trackers(root: &Value<'_>) -> Vec<Vec<String>> {
         .unwrap_or_default()
 }
 
+/// `url-list` as a string or a list, each URL kept once, in first-seen order.
 fn webseeds(root: &Value<'_>) -> Vec<String> {
+    let mut seen = BTreeSet::new();
     match root.get(b"url-list") {
         Some(v) if v.as_bytes().is_some() => url(v).into_iter().collect(),
         Some(v) => v
@@ -257,11 +319,14 @@ fn webseeds(root: &Value<'_>) -> Vec<String> {
             .unwrap_or_default()
             .iter()
             .filter_map(url)
+            .filter(|u| seen.insert(u.clone()))
             .collect(),
         None => Vec::new(),
     }
 }
 
+/// A URL with surrounding whitespace trimmed (torrent makers leave spaces and newlines around
+/// pasted URLs); `None` for a non-UTF-8 or empty one.
 fn url(v: &Value<'_>) -> Option<String> {
     let s = v.as_str()?.trim();
     (!s.is_empty()).then(|| s.to_owned())

@@ -15,6 +15,12 @@
 //!    refused: it could not be created under a data directory within the OS's `PATH_MAX`.
 //! 7. Two files with the same final path, or a file whose path is a directory another file
 //!    needs, refuse the torrent. Padding files (BEP 47) are exempt: they are never written.
+//! 8. Paths that differ only in letter case (`Readme` and `README`, or a file `readme` beside
+//!    a directory `README`) are valid on Linux, but on a case-insensitive file system (macOS
+//!    and Windows by default) they are the same file and would overwrite each other. So the
+//!    later file is renamed, the same way on every OS: a number goes before its extension
+//!    (`README.1`, `a.1.txt`), the first one whose case-folded path is free. A file that finds
+//!    no free name within [`MAX_RENAME_TRIES`] refuses the torrent.
 
 use super::Error;
 
@@ -25,6 +31,10 @@ pub const MAX_PATH_COMPONENTS: usize = 100;
 /// Longest relative path in bytes (components joined by `/`): Linux's `PATH_MAX` of 4096
 /// less room for the data directory.
 pub const MAX_PATH_BYTES: usize = 3072;
+/// Most numbered names tried for one file whose path differs from another's only in case
+/// (rule 8) before the torrent is refused: it bounds the work a torrent full of near-clashes
+/// can cause.
+pub const MAX_RENAME_TRIES: u32 = 1000;
 
 /// Invisible characters that change how a name is displayed: bidi embeddings, overrides and
 /// isolates, the Arabic letter mark, zero-width spaces and joiners, and the BOM.
@@ -84,15 +94,33 @@ pub fn sanitize_path<'a>(
     Ok(out)
 }
 
+/// The extension of `name`, dot included, or `""`. Only a short one counts: a "dot" deep
+/// inside a long name is not an extension, and a leading dot (`.bashrc`) starts the name.
+fn extension(name: &str) -> &str {
+    match name.rfind('.') {
+        Some(i) if i > 0 && name.len() - i <= 16 => &name[i..],
+        _ => "",
+    }
+}
+
+/// `name` with `.n` before its extension (`a.txt` → `a.1.txt`, `README` → `README.1`), the
+/// stem cut if needed so the result still fits [`MAX_COMPONENT_BYTES`] (rule 8).
+pub(super) fn numbered(name: &str, n: u32) -> String {
+    let ext = extension(name);
+    let stem = &name[..name.len() - ext.len()];
+    let tag = format!(".{n}");
+    let mut cut = stem.len().min(MAX_COMPONENT_BYTES - tag.len() - ext.len());
+    while !stem.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{tag}{ext}", &stem[..cut])
+}
+
 fn truncate_keeping_extension(name: String, max: usize) -> String {
     if name.len() <= max {
         return name;
     }
-    let ext = match name.rfind('.') {
-        // Keep a short extension only; a "dot" deep inside a long name is not an extension.
-        Some(i) if i > 0 && name.len() - i <= 16 => &name[i..],
-        _ => "",
-    };
+    let ext = extension(&name);
     let mut cut = max - ext.len();
     while !name.is_char_boundary(cut) {
         cut -= 1;
@@ -173,6 +201,18 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(c, "Café – ünïcödé 日本");
+    }
+
+    #[test]
+    fn numbered_names_keep_the_extension_and_the_length_limit() {
+        assert_eq!(numbered("README", 1), "README.1");
+        assert_eq!(numbered("a.txt", 2), "a.2.txt");
+        assert_eq!(numbered(".bashrc", 3), ".bashrc.3");
+        let long = format!("{}.mkv", "é".repeat(126)); // 256 bytes before the cut
+        let cut = sanitize_component(long.as_bytes()).unwrap().unwrap();
+        let n = numbered(&cut, 12);
+        assert!(n.len() <= MAX_COMPONENT_BYTES, "{}", n.len());
+        assert!(n.ends_with("é.12.mkv"), "{n}");
     }
 
     #[test]

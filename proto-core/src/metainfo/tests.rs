@@ -205,3 +205,50 @@ fn completed_bytes_counts_only_overlap_with_pieces_we_have() {
     assert_eq!(info.completed_bytes(a, |p| p == 2), 40_000 - 32_768);
     assert_eq!(info.completed_bytes(b, |p| p != 2), 0);
 }
+
+#[test]
+fn urls_are_trimmed_and_trackers_deduplicated_across_tiers() {
+    let info = spec(None, 5, 16384).info();
+    let tier = |urls: &[&str]| Item::List(urls.iter().map(|u| Item::from(*u)).collect());
+    let root = Item::dict()
+        .with("info", info.clone())
+        .with("announce", " http://ignored/ ")
+        .with(
+            "announce-list",
+            vec![
+                tier(&[" http://a/announce\n", "udp://b:80", "http://a/announce"]),
+                tier(&["\thttp://a/announce", "  ", "udp://c:80 "]),
+                tier(&["udp://b:80", "\r\n"]),
+                tier(&["http://d/"]),
+            ],
+        )
+        .with(
+            "url-list",
+            vec![
+                Item::from(" http://w1/ "),
+                Item::from("http://w2/\n"),
+                Item::from("http://w1/"),
+                Item::from(" \t "),
+            ],
+        );
+    let m = Metainfo::from_bytes(&root.to_bytes(), &Limits::default()).unwrap();
+    assert_eq!(
+        m.trackers,
+        [
+            vec!["http://a/announce", "udp://b:80"],
+            vec!["udp://c:80"],
+            vec!["http://d/"],
+        ],
+        "trimmed, each URL only in the first tier naming it, emptied tiers dropped"
+    );
+    assert_eq!(m.webseeds, ["http://w1/", "http://w2/"]);
+
+    // The `announce` fallback and a single-string `url-list` are trimmed too.
+    let root = Item::dict()
+        .with("info", info)
+        .with("announce", "\n http://only/announce \r\n")
+        .with("url-list", "  http://seed/  ");
+    let m = Metainfo::from_bytes(&root.to_bytes(), &Limits::default()).unwrap();
+    assert_eq!(m.trackers, [["http://only/announce"]]);
+    assert_eq!(m.webseeds, ["http://seed/"]);
+}

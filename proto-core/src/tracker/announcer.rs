@@ -4,7 +4,9 @@
 //! first tracker, in tier order, that is not backing off; when it fails the next one is tried
 //! at once, and when it answers it moves to the front of its tier. (rain announces to every tier
 //! at once; this follows the BEP, as libtorrent does.) A failing tracker backs off
-//! exponentially with ±50 % jitter, or for the `retry in` it asked for.
+//! exponentially with ±50 % jitter, or for the `retry in` it asked for. A tracker that answers
+//! HTTP 410 Gone (without a bencoded body) has said it no longer exists: it is not asked again
+//! for the announcer's lifetime, not even for `stopped`.
 //!
 //! Events: `started` is sent to a tracker before anything else; `completed` once when the
 //! download finishes (only if it was incomplete when the announcer started); `stopped` in
@@ -28,6 +30,9 @@ pub const MAX_TRACKERS: usize = 256;
 /// Most queued requests or events; the queue is drained after every input, so this is never
 /// reached by a well-behaved driver.
 pub const MAX_QUEUED: usize = MAX_TRACKERS + 8;
+
+/// HTTP 410 Gone: the tracker asks clients to stop announcing to it.
+const HTTP_GONE: u16 = 410;
 
 /// Timing and sizes, with rain's defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +163,8 @@ struct Tracker {
     failures: u32,
     retry_at: Option<Instant>,
     last_announce: Option<Instant>,
+    /// It answered HTTP 410 Gone: never asked again.
+    gone: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -244,6 +251,7 @@ impl Announcer {
                 failures: 0,
                 retry_at: None,
                 last_announce: None,
+                gone: false,
             })
             .collect();
         if !tier.is_empty() {
@@ -374,7 +382,7 @@ impl Announcer {
     fn eligible(&self, now: Instant) -> Option<(usize, usize)> {
         self.tiers.iter().enumerate().find_map(|(ti, tier)| {
             tier.iter()
-                .position(|t| t.retry_at.is_none_or(|r| r <= now))
+                .position(|t| !t.gone && t.retry_at.is_none_or(|r| r <= now))
                 .map(|i| (ti, i))
         })
     }
@@ -478,9 +486,12 @@ impl Announcer {
         };
         let t = &mut self.tiers[f.tier][f.index];
         t.status = Status::NotWorking;
+        t.gone |= error == TrackerError::HttpStatus(HTTP_GONE);
         t.error = Some(error);
         t.failures += 1;
-        t.retry_at = Some(now + backoff);
+        // A gone tracker has no retry time, so it never sets the next wake-up either.
+        t.retry_at = (!t.gone).then_some(now + backoff);
+        t.started &= !t.gone;
         t.last_announce = Some(now);
         if f.event != Event::Stopped && self.phase == Phase::Running {
             // Fall back to the next tracker straight away.
@@ -725,6 +736,68 @@ mod tests {
         };
         a.handle_reply(now, r[0].id, Err(refused));
         assert_eq!(a.poll_timeout(), Some(now + Duration::from_secs(600)));
+    }
+
+    #[test]
+    fn http_410_gone_retires_the_tracker() {
+        let gone = super::super::http::parse_announce(410, b"<html>Gone</html>");
+        assert_eq!(gone, Err(TrackerError::HttpStatus(HTTP_GONE)));
+        let t = tiers(&[&["http://gone/"], &["http://b/"]]);
+        let mut a = Announcer::new(&t, AnnouncerConfig::default(), Seed::from_u64(5));
+        a.start(secs(0), false);
+        let r = drain(&mut a);
+        assert_eq!(r[0].url, "http://gone/");
+        a.handle_reply(secs(0), r[0].id, gone);
+        let r = drain(&mut a);
+        assert_eq!(r[0].url, "http://b/", "falls back at once");
+        a.handle_reply(secs(0), r[0].id, ok(300, &[]));
+        let st = a.trackers();
+        assert_eq!(st[0].url, "http://gone/");
+        assert_eq!(st[0].status, Status::NotWorking);
+        assert_eq!(st[0].error, Some(TrackerError::HttpStatus(410)));
+        assert_eq!(st[0].next_announce, None, "never asked again");
+        // Long after any backoff would have ended, the first tier is still skipped
+        // (a 500 would be retried here: see below).
+        a.set_needs_peers(secs(0), false);
+        for round in 1..=3 {
+            let now = secs(300 * round);
+            a.handle_timeout(now);
+            let r = drain(&mut a);
+            assert_eq!(r.len(), 1);
+            assert_eq!(r[0].url, "http://b/", "round {round}");
+            a.handle_reply(now, r[0].id, ok(300, &[]));
+        }
+        // Nor does it get a `stopped`.
+        a.stop(secs(1000));
+        let r = drain(&mut a);
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            (r[0].url.as_str(), r[0].event),
+            ("http://b/", Event::Stopped)
+        );
+
+        // Any other status is an ordinary failure: retried after its backoff.
+        let mut a = Announcer::new(&t, AnnouncerConfig::default(), Seed::from_u64(5));
+        a.start(secs(0), false);
+        let r = drain(&mut a);
+        a.handle_reply(secs(0), r[0].id, Err(TrackerError::HttpStatus(500)));
+        let r = drain(&mut a);
+        a.handle_reply(secs(0), r[0].id, ok(300, &[]));
+        a.set_needs_peers(secs(0), false);
+        a.handle_timeout(secs(300));
+        assert_eq!(drain(&mut a)[0].url, "http://gone/");
+
+        // With only gone trackers the announcer has nothing left to wait for.
+        let mut a = Announcer::new(
+            &tiers(&[&["http://gone/"]]),
+            AnnouncerConfig::default(),
+            Seed::from_u64(5),
+        );
+        a.start(secs(0), false);
+        let r = drain(&mut a);
+        a.handle_reply(secs(0), r[0].id, Err(TrackerError::HttpStatus(410)));
+        assert!(drain(&mut a).is_empty());
+        assert_eq!(a.poll_timeout(), None);
     }
 
     #[test]

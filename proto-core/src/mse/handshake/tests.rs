@@ -311,6 +311,119 @@ fn sync_limits_are_exact() {
     }
 }
 
+/// The keystream one side encrypts with after the handshake's DH step, rebuilt from its secret:
+/// a test peer uses it to write a step 3 or step 4 with fields a real peer would not send.
+fn forging_cipher(m: &MseHandshake, role: Role) -> Rc4Stream {
+    let secret = m.secret.expect("public keys exchanged");
+    Cipher::new(&secret, &IH, role).split().0
+}
+
+/// `VC, field, len(pad), pad` with `pad_len` declared and sent, then `tail`, all encrypted.
+fn forged_tail(cipher: &mut Rc4Stream, field: u32, pad_len: u16, tail: &[u8]) -> Vec<u8> {
+    let mut plain = vec![0u8; 8];
+    plain.extend_from_slice(&field.to_be_bytes());
+    plain.extend_from_slice(&pad_len.to_be_bytes());
+    plain.resize(plain.len() + usize::from(pad_len), 0xa5);
+    plain.extend_from_slice(tail);
+    cipher.apply(&mut plain);
+    plain
+}
+
+/// A receiver that has read a real step 1 and gets a step 3 whose encrypted part is forged
+/// with `provide` and a PadC of `pad_c` bytes, followed by a 68-byte IA.
+fn receiver_given_step3(provide: u32, pad_c: u16) -> Option<Outcome> {
+    let mut a = initiator(31, CryptoMethods::ALL);
+    let mut b = receiver(32, &[IH], CryptoMethods::ALL);
+    b.handle_bytes(&take(&mut a)).unwrap();
+    a.handle_bytes(&take(&mut b)).unwrap();
+    // Keep HASH('req1', S) and the obfuscated SKEY; replace the encrypted part.
+    let mut step3 = take(&mut a);
+    step3.truncate(40);
+    let mut ia_len_and_ia = (bt_handshake().len() as u16).to_be_bytes().to_vec();
+    ia_len_and_ia.extend_from_slice(&bt_handshake());
+    step3.extend(forged_tail(
+        &mut forging_cipher(&a, Role::Initiator),
+        provide,
+        pad_c,
+        &ia_len_and_ia,
+    ));
+    b.handle_bytes(&step3).unwrap();
+    b.poll_outcome()
+}
+
+#[test]
+fn pad_c_over_512_and_no_common_method_fail_the_receiver() {
+    let e = established(receiver_given_step3(
+        CryptoMethods::ALL.0,
+        MAX_PAD_LEN as u16,
+    ));
+    assert_eq!(e.method, CryptoMethod::Rc4);
+    assert_eq!(e.leftover, bt_handshake(), "PadC of 512 is skipped exactly");
+    for pad in [MAX_PAD_LEN as u16 + 1, u16::MAX] {
+        assert_eq!(
+            failed(receiver_given_step3(CryptoMethods::ALL.0, pad)),
+            MseFailure::PadTooLong,
+            "PadC {pad}"
+        );
+    }
+    // crypto_provide with no method, or only bits nobody defined.
+    for provide in [0, 0x04, 0xffff_fffc] {
+        assert_eq!(
+            failed(receiver_given_step3(provide, 0)),
+            MseFailure::NoCommonMethod,
+            "provide {provide:#x}"
+        );
+    }
+    // Unknown bits next to a known one are ignored.
+    let e = established(receiver_given_step3(0xffff_ffff, 0));
+    assert_eq!(e.method, CryptoMethod::Rc4);
+}
+
+/// An initiator offering `provide` that gets a real step 2 and then a step 4 forged with
+/// `select` and a PadD of `pad_d` bytes.
+fn initiator_given_step4(provide: CryptoMethods, select: u32, pad_d: u16) -> Option<Outcome> {
+    let mut a = initiator(33, provide);
+    let mut b = receiver(34, &[IH], CryptoMethods::ALL);
+    b.handle_bytes(&take(&mut a)).unwrap();
+    a.handle_bytes(&take(&mut b)).unwrap();
+    let _step3 = take(&mut a);
+    let step4 = forged_tail(&mut forging_cipher(&b, Role::Receiver), select, pad_d, b"");
+    a.handle_bytes(&step4).unwrap();
+    a.poll_outcome()
+}
+
+#[test]
+fn pad_d_over_512_and_bad_crypto_select_fail_the_initiator() {
+    let e = established(initiator_given_step4(CryptoMethods::ALL, 2, 512));
+    assert_eq!(e.method, CryptoMethod::Rc4);
+    assert!(e.leftover.is_empty(), "PadD of 512 is skipped exactly");
+    let e = established(initiator_given_step4(CryptoMethods::ALL, 1, 0));
+    assert_eq!(e.method, CryptoMethod::Plaintext);
+    for pad in [MAX_PAD_LEN as u16 + 1, u16::MAX] {
+        assert_eq!(
+            failed(initiator_given_step4(CryptoMethods::ALL, 2, pad)),
+            MseFailure::PadTooLong,
+            "PadD {pad}"
+        );
+    }
+    // No method, several methods, unknown bits, or one we did not offer.
+    for (provide, select) in [
+        (CryptoMethods::ALL, 0),
+        (CryptoMethods::ALL, 3),
+        (CryptoMethods::ALL, 4),
+        (CryptoMethods::ALL, 0x0102),
+        (CryptoMethods::ALL, u32::MAX),
+        (CryptoMethods::RC4, 1),
+        (CryptoMethods::PLAINTEXT, 2),
+    ] {
+        assert_eq!(
+            failed(initiator_given_step4(provide, select, 0)),
+            MseFailure::BadSelect,
+            "provide {provide:?}, select {select:#x}"
+        );
+    }
+}
+
 #[test]
 fn misuse_is_an_error() {
     let mut rng = Rng::new(Seed::from_u64(0));
