@@ -44,6 +44,11 @@ pub struct TorrentConfig {
     pub allowed_fast_set: usize,
     /// Most allowed-fast pieces remembered per peer (more are ignored).
     pub max_allowed_fast_in: usize,
+    /// Requests refused while we choke a peer (counted from our last unchoke) before it is
+    /// disconnected: a peer that keeps asking after our choke only wastes our upload path
+    /// (libtorrent's `max_rejects`). A peer may have up to `max_requests_in` requests in
+    /// flight when our choke reaches it, so the limit applied is never below that (300).
+    pub max_choked_requests: u32,
     /// Soft budget of piece data held in memory (received blocks of unfinished pieces and
     /// pieces waiting for `VerifyAndWrite`): while it is exceeded no new piece is started
     /// (`write-cache-size` share granted by the runtime; 64 MiB).
@@ -98,6 +103,7 @@ impl Default for TorrentConfig {
             max_metadata_size: crate::extension::ut_metadata::DEFAULT_MAX_METADATA_SIZE,
             allowed_fast_set: 10,
             max_allowed_fast_in: 32,
+            max_choked_requests: 300,
             max_piece_memory: 64 * 1024 * 1024,
             max_pending_haves: 4096,
             pex_enabled: true,

@@ -8,7 +8,8 @@
 //!   a snubbed source's pieces go to others and it stops counting towards the limit; data
 //!   clears the snub.
 //! - A source that sends a size different from the one being assembled is not used.
-//!   A `reject` makes the peer stop being a source (rain closes it). Data that was not
+//!   A `reject` of a requested piece makes the peer stop being a source for the rest of the
+//!   connection (rain closes it); rejects of pieces not requested are ignored. Data that was not
 //!   requested, or does not fit, closes the peer.
 //! - When every piece is in, the [`MetadataAssembler`] checks the SHA-1. On a mismatch every
 //!   peer that contributed is closed and its IP is not used again; the fetch starts over.
@@ -85,6 +86,7 @@ impl Torrent {
             let usable = p.ext_id(name::UT_METADATA).is_some()
                 && size.is_some_and(|s| s > 0 && s <= max)
                 && !p.metadata_source
+                && !p.metadata_rejected
                 && !self.metadata.bad.contains(&p.info.addr.ip())
                 && self
                     .metadata
@@ -241,6 +243,7 @@ impl Torrent {
                     && p.metadata_requests.remove(&piece).is_some()
                 {
                     p.metadata_source = false;
+                    p.metadata_rejected = true;
                     p.metadata_requests.clear();
                     p.metadata_snub_at = None;
                     self.metadata.peer_removed(key);

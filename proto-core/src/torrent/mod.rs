@@ -62,6 +62,8 @@
 //! - Uploads ([`upload`]): rain's validation order; the queue is bounded by
 //!   `max-requests-in`; `reject` to fast peers and silence to others when refused; when we
 //!   choke a fast peer its queued requests are rejected (BEP 6; rain drops them silently).
+//!   A choked peer is served its allowed-fast pieces within a byte budget, and a peer that
+//!   keeps requesting while choked is disconnected after `max_choked_requests` refusals.
 //! - Pieces: when every block is in, [`Action::VerifyAndWrite`]; a piece counts only after
 //!   [`Torrent::handle_piece_written`] says it hashed correctly and was written. While the
 //!   in-memory piece data exceeds `max_piece_memory`, no new piece is started.
@@ -257,6 +259,9 @@ pub enum Violation {
     BitfieldLength,
     /// A request with a bad length or range.
     BadRequest,
+    /// More than `max_choked_requests` requests refused while we choke it: it ignores our
+    /// choke (and our rejects).
+    TooManyChokedRequests,
     /// A block that is not one of the torrent's blocks.
     BadBlock,
     /// A piece-level message before we have the metadata.
@@ -1293,12 +1298,16 @@ impl Torrent {
             self.send(now, key, m);
         }
         if ext {
-            let h = ExtHandshake::rain(
+            let mut h = ExtHandshake::rain(
                 &self.config.client_version,
                 Some(ip),
                 self.config.max_requests_in,
                 self.info_bytes.as_ref().map(|b| b.len() as u64),
             );
+            if !self.pex_advertised() {
+                // BEP 27: a private torrent's peers come from its tracker only.
+                h.m.remove(extension::name::UT_PEX);
+            }
             let mut payload = Vec::new();
             h.encode(&mut payload);
             self.send(
@@ -1350,11 +1359,16 @@ impl Torrent {
             return;
         }
         let set = wire::allowed_fast_set(v4, &self.info_hash, n, k);
+        let bytes: u64 = set
+            .iter()
+            .map(|&i| u64::from(p.layout().piece_len(i)))
+            .sum();
         for &i in &set {
             self.send(now, key, Message::AllowedFast(i));
         }
         if let Some(peer) = self.peers.get_mut(&key) {
             peer.allowed_fast_out = set;
+            peer.allowed_fast_budget = bytes.saturating_mul(upload::ALLOWED_FAST_SERVES_PER_PIECE);
         }
     }
 
@@ -1670,6 +1684,7 @@ impl Torrent {
     fn unchoke(&mut self, now: Instant, key: PeerKey) {
         if let Some(p) = self.peers.get_mut(&key) {
             p.am_choking = false;
+            p.choked_refusals = 0;
             self.send(now, key, Message::Unchoke);
         }
     }
@@ -2036,8 +2051,24 @@ impl Torrent {
 
     // ---------------------------------------------------------------- uploading
 
+    /// Refuses a request: `reject` to a fast peer, silence otherwise. Refusals while we choke
+    /// the peer are counted, and one past the limit disconnects it.
     fn refuse(&mut self, now: Instant, key: PeerKey, b: wire::Block) {
-        if self.peers.get(&key).is_some_and(Peer::fast) {
+        let limit = self
+            .config
+            .max_choked_requests
+            .max(self.config.max_requests_in);
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if peer.am_choking {
+            peer.choked_refusals = peer.choked_refusals.saturating_add(1);
+            if peer.choked_refusals > limit {
+                self.violation(now, key, Violation::TooManyChokedRequests);
+                return;
+            }
+        }
+        if peer.fast() {
             self.send(now, key, Message::Reject(b));
         }
     }
@@ -2063,15 +2094,19 @@ impl Torrent {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        if !have || (peer.am_choking && !peer.allowed_fast_out.contains(&b.index)) {
-            self.refuse(now, key, b);
-            return;
-        }
+        // While choked, only allowed-fast pieces, and only within the budget.
+        let choked_ok = !peer.am_choking
+            || (peer.allowed_fast_out.contains(&b.index)
+                && u64::from(b.length) <= peer.allowed_fast_budget);
         let block = from_wire(b);
         match peer.uploads.admit(block, max_in) {
             Admit::Duplicate => {}
+            _ if !have || !choked_ok => self.refuse(now, key, b),
             Admit::Refuse => self.refuse(now, key, b),
             Admit::Accept => {
+                if peer.am_choking {
+                    peer.allowed_fast_budget -= u64::from(b.length);
+                }
                 peer.uploads.push(block);
                 self.actions.push_back(Action::ReadBlock {
                     peer: key,

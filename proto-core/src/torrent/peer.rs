@@ -81,6 +81,13 @@ pub(super) struct Peer {
     pub allowed_fast_in: Vec<u32>,
     /// Allowed-fast pieces we sent it.
     pub allowed_fast_out: Vec<u32>,
+    /// Bytes it may still be served through allowed-fast while we choke it (set with
+    /// `allowed_fast_out`, [`ALLOWED_FAST_SERVES_PER_PIECE`](super::upload::ALLOWED_FAST_SERVES_PER_PIECE)
+    /// times the set's size), so the set cannot be drained over and over.
+    pub allowed_fast_budget: u64,
+    /// Its requests we refused while choking it, since we last unchoked it (bounded by
+    /// `max_choked_requests`, then it is disconnected).
+    pub choked_refusals: u32,
     /// Its extension handshake (only the first is honoured).
     pub ext: Option<ExtHandshake>,
     /// When each of our outstanding block requests was sent (mirrors the picker).
@@ -113,6 +120,9 @@ pub(super) struct Peer {
     pub metadata_snub_at: Option<Instant>,
     /// Metadata source snubbed.
     pub metadata_snubbed: bool,
+    /// It rejected one of our ut_metadata requests: not a source again on this connection
+    /// (otherwise every reject would draw the next request, a ping-pong without end).
+    pub metadata_rejected: bool,
     /// ut_metadata pieces we sent it (bounded by `METADATA_SERVES_PER_PIECE`).
     pub metadata_served: u32,
 }
@@ -132,6 +142,8 @@ impl Peer {
             is_seed: false,
             allowed_fast_in: Vec::new(),
             allowed_fast_out: Vec::new(),
+            allowed_fast_budget: 0,
+            choked_refusals: 0,
             ext: None,
             requested: BTreeMap::new(),
             pipeline,
@@ -148,6 +160,7 @@ impl Peer {
             metadata_source: false,
             metadata_snub_at: None,
             metadata_snubbed: false,
+            metadata_rejected: false,
             metadata_served: 0,
         }
     }

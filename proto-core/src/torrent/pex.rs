@@ -84,7 +84,14 @@ use crate::wire::Message;
 
 impl Torrent {
     fn pex_allowed(&self) -> bool {
-        self.config.pex_enabled && self.info.is_some() && !self.is_private()
+        self.pex_advertised() && self.info.is_some()
+    }
+
+    /// Whether our extension handshake lists ut_pex: PEX is on and the torrent is not private
+    /// (BEP 27; a magnet's metadata is unknown yet, and private metadata from a magnet link
+    /// stops the torrent).
+    pub(super) fn pex_advertised(&self) -> bool {
+        self.config.pex_enabled && !self.is_private()
     }
 
     /// Starts PEX with `key` if both sides may (its handshake lists ut_pex).

@@ -10,6 +10,9 @@ use super::swarm::{NetConfig, NodeSpec, Role, Swarm, TestTorrent};
 use super::*;
 use crate::extension::MetadataMessage;
 
+#[path = "abuse_tests.rs"]
+mod abuse;
+
 fn leechers(n: usize) -> Vec<NodeSpec> {
     let mut v = vec![NodeSpec::new(Role::Seeder)];
     v.extend((0..n).map(|_| NodeSpec::new(Role::Leecher)));

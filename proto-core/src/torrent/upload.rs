@@ -5,6 +5,14 @@
 //! when it is sent as a `piece` message unless it was cancelled or the peer was choked in
 //! between. The queue holds at most `max-requests-in` requests.
 //!
+//! While we choke a peer, only requests for its allowed-fast pieces are served, and only up to
+//! [`ALLOWED_FAST_SERVES_PER_PIECE`] times the bytes of its allowed-fast set per connection;
+//! further requests are refused like any other choked request. Every request refused while
+//! we choke a peer counts, and past `max_choked_requests` (300, and at least
+//! `max-requests-in`) since our last unchoke the peer is disconnected
+//! ([`Violation::TooManyChokedRequests`](super::Violation::TooManyChokedRequests)).
+//! A request repeating one still queued is ignored.
+//!
 //! A request repeating one already served is served again. rain rejects it, but rain takes a
 //! piece from one peer only; here a piece's blocks come from several peers, and when one of
 //! them sent garbage the honest others must serve their blocks again.
@@ -12,6 +20,11 @@
 use std::collections::BTreeSet;
 
 use crate::picker::Block;
+
+/// How many times a choked peer may be served its allowed-fast set's bytes per connection:
+/// each piece once, and once more after a hash failure (BEP 6 fast pieces are a bootstrap,
+/// not a way around the choker).
+pub const ALLOWED_FAST_SERVES_PER_PIECE: u64 = 2;
 
 /// What to do with an incoming request, in rain's order of checks (after validation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
