@@ -5,7 +5,9 @@
 //! datagrams it emits (see its doc comment for the driving loop). The parts, one per file:
 //! - [`krpc`]: the KRPC message codec, strict on every field;
 //! - [`node_id`]: 160-bit ids, XOR distance, BEP 42 id generation and verification;
-//! - [`routing`]: k-buckets split around our id, node states, replacement caches, refresh;
+//! - [`routing`]: k-buckets split around our id, node states, replacement caches, refresh,
+//!   per-IP and per-subnet limits against Sybil/eclipse attacks;
+//! - [`ip_voter`]: our external address, voted by distinct subnets from responses (BEP 42);
 //! - [`lookup`]: one iterative `find_node`/`get_peers` lookup with bounded parallelism;
 //! - [`token`]: announce tokens from rotating secrets;
 //! - [`peer_store`]: peers announced to us, with expiry and limits;
@@ -16,6 +18,7 @@
 //! and all randomness comes from the seed given to [`Dht::new`]: the same inputs always give
 //! the same outputs.
 
+pub mod ip_voter;
 pub mod krpc;
 pub mod lookup;
 mod node;

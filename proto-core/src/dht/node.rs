@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use super::ip_voter::IpVoter;
 use super::krpc::{
     Body, COMPACT_NODE_V4, COMPACT_NODE_V6, CompactNode, ErrorCode, ErrorMessage, Malformed,
     Message, Query, Response, Want, parse_compact_nodes, write_compact_nodes,
@@ -12,7 +13,7 @@ use super::lookup::{Lookup, LookupConfig, LookupId};
 use super::node_id::NodeId;
 use super::peer_store::PeerStore;
 use super::rate_limit::RateLimiter;
-use super::routing::{Insert, RoutingConfig, RoutingTable, Seen};
+use super::routing::{Insert, NodeState, RoutingConfig, RoutingTable, Seen};
 use super::token::TokenSecrets;
 use crate::InfoHash;
 use crate::bencode::{self, Item, Limits};
@@ -53,6 +54,13 @@ pub struct DhtConfig {
     pub read_only: bool,
     /// BEP 42: keep only nodes whose id matches their address (local addresses exempt).
     pub enforce_node_id: bool,
+    /// Sybil/eclipse resistance: one routing-table node per IP, and a few per /24 (/64) in a
+    /// bucket, for non-local addresses (libtorrent's `dht_restrict_routing_ips`).
+    pub restrict_routing_ips: bool,
+    /// Learn our external address from the `ip` field of responses (BEP 42) by a vote of
+    /// distinct subnets ([`super::ip_voter::IpVoter`]); a new winner replaces `external_ip`
+    /// and, if our id does not suit it, gives a new BEP 42 id ([`DhtEvent::IdChanged`]).
+    pub vote_external_ip: bool,
     /// BEP 32: keep an IPv6 routing table and accept IPv6 datagrams (set when the driver
     /// binds an IPv6 socket too).
     pub ipv6: bool,
@@ -82,8 +90,9 @@ pub struct DhtConfig {
     pub max_bootstrap_nodes: usize,
     /// Period of the maintenance tick (pings, bucket refresh, peer expiry).
     pub maintenance_interval: Duration,
-    /// First delay before a bootstrap that found no node is retried; it doubles up to
-    /// `max_bootstrap_retry_interval`.
+    /// First delay before a bootstrap that found no usable node is retried; it doubles up to
+    /// `max_bootstrap_retry_interval`. A table whose nodes all went bad bootstraps again at
+    /// the next maintenance tick, with the same backoff.
     pub bootstrap_retry_interval: Duration,
     /// Longest delay between two bootstrap retries.
     pub max_bootstrap_retry_interval: Duration,
@@ -115,6 +124,8 @@ impl Default for DhtConfig {
             token_rotation: Duration::from_mins(5),
             read_only: false,
             enforce_node_id: false,
+            restrict_routing_ips: true,
+            vote_external_ip: true,
             ipv6: false,
             external_ip: None,
             alpha: 3,
@@ -148,6 +159,7 @@ impl DhtConfig {
             max_failures: self.max_failures,
             refresh_interval: self.node_timeout,
             enforce_node_id: self.enforce_node_id,
+            restrict_ips: self.restrict_routing_ips,
         }
     }
 
@@ -322,6 +334,8 @@ pub struct Dht {
     tokens: TokenSecrets,
     store: PeerStore,
     limiter: RateLimiter,
+    voter4: IpVoter,
+    voter6: IpVoter,
     transactions: BTreeMap<u16, Transaction>,
     pinging: BTreeSet<SocketAddr>,
     next_tid: u16,
@@ -370,6 +384,8 @@ impl Dht {
             tokens,
             store,
             limiter,
+            voter4: IpVoter::new(),
+            voter6: IpVoter::new(),
             transactions: BTreeMap::new(),
             pinging: BTreeSet::new(),
             next_tid,
@@ -524,16 +540,58 @@ impl Dht {
         self.ping(now, addr, None);
     }
 
-    /// Our external address as seen by others. If our id does not satisfy BEP 42 for it, a new
-    /// id is derived and the routing tables are rebuilt around it ([`DhtEvent::IdChanged`]).
+    /// Our external address as seen by others (from the caller: a tracker's `external ip`,
+    /// UPnP, configuration). If our id does not satisfy BEP 42 for it, a new id is derived and
+    /// the routing tables are rebuilt around it ([`DhtEvent::IdChanged`]). With
+    /// `vote_external_ip`, a later change settled by the DHT's own vote overrides it.
     pub fn set_external_ip(&mut self, now: Instant, ip: IpAddr) {
         self.tick(now);
+        self.adopt_external_ip(now, ip);
+    }
+
+    /// The external address in use (set by the caller or by vote), if any.
+    pub fn external_ip(&self) -> Option<IpAddr> {
+        self.cfg.external_ip
+    }
+
+    /// The address other nodes report seeing us at, settled by vote (IPv4 or IPv6 voters), if
+    /// a vote has settled one.
+    pub fn voted_external_ip(&self, ipv6: bool) -> Option<IpAddr> {
+        if ipv6 {
+            self.voter6.current()
+        } else {
+            self.voter4.current()
+        }
+    }
+
+    fn adopt_external_ip(&mut self, now: Instant, ip: IpAddr) {
         self.cfg.external_ip = Some(ip);
         if self.id.is_secure_for(ip) {
             return;
         }
         let id = NodeId::secure(ip, &mut self.rng);
         self.change_id(now, id);
+    }
+
+    /// Counts a response's `ip` field (BEP 42) as a vote for our external address; a new
+    /// winner is adopted. The id follows the IPv4 address: an IPv6 winner is adopted only when
+    /// no IPv4 address is known.
+    fn vote_external_ip(&mut self, now: Instant, from: SocketAddr, reported: IpAddr) {
+        if !self.cfg.vote_external_ip {
+            return;
+        }
+        let voter = if from.is_ipv4() {
+            &mut self.voter4
+        } else {
+            &mut self.voter6
+        };
+        let Some(ip) = voter.vote(from.ip(), reported) else {
+            return;
+        };
+        if ip.is_ipv6() && self.cfg.external_ip.is_some_and(|e| e.is_ipv4()) {
+            return;
+        }
+        self.adopt_external_ip(now, ip);
     }
 
     fn change_id(&mut self, now: Instant, id: NodeId) {
@@ -687,7 +745,7 @@ impl Dht {
                 );
             }
             Body::Response(r) => match expected {
-                Some(tid) => self.handle_response(now, from, tid, r),
+                Some(tid) => self.handle_response(now, from, tid, r, msg.ip),
                 None => self.stats.unexpected += 1,
             },
             Body::Error(_) => match expected {
@@ -766,6 +824,16 @@ impl Dht {
 
     fn node_count(&self) -> usize {
         self.table4.len() + self.table6.as_ref().map_or(0, RoutingTable::len)
+    }
+
+    /// Nodes that are not bad, in both tables: the ones a lookup can start from.
+    fn usable_node_count(&self, now: Instant) -> usize {
+        let usable = |t: &RoutingTable| {
+            t.iter()
+                .filter(|n| n.state(now, t.config()) != NodeState::Bad)
+                .count()
+        };
+        usable(&self.table4) + self.table6.as_ref().map_or(0, usable)
     }
 
     fn new_lookup_id(&mut self) -> LookupId {
@@ -953,8 +1021,10 @@ impl Dht {
                 self.bootstrap = None;
                 let nodes = self.node_count();
                 self.push_event(DhtEvent::BootstrapDone { nodes });
-                if nodes == 0 && !self.bootstrap_addrs.is_empty() {
-                    // Nobody answered: try the bootstrap addresses again later.
+                let usable = self.usable_node_count(now);
+                if usable == 0 && !self.bootstrap_addrs.is_empty() {
+                    // Nobody answered (or every node we knew is bad): try the bootstrap
+                    // addresses again later, backing off up to the cap.
                     let delay = self
                         .bootstrap_backoff
                         .map_or(self.cfg.bootstrap_retry_interval, |d| {
@@ -967,7 +1037,7 @@ impl Dht {
                 }
                 // Fill the far buckets too: one refresh lookup per bucket but the nearest, which
                 // the bootstrap itself just filled.
-                let buckets = if nodes == 0 {
+                let buckets = if usable == 0 {
                     0
                 } else {
                     self.table4
@@ -1029,6 +1099,16 @@ impl Dht {
 
     fn maintenance(&mut self, now: Instant) {
         self.store.expire(now);
+        if self.bootstrap.is_none()
+            && self.bootstrap_retry_at.is_none()
+            && !self.bootstrap_addrs.is_empty()
+            && self.usable_node_count(now) == 0
+        {
+            // Every node we knew went bad (an outage, a network change): start over from the
+            // bootstrap nodes. A failure schedules retries with the bounded backoff.
+            let addrs = self.bootstrap_addrs.clone();
+            self.bootstrap(now, &addrs);
+        }
         let mut to_ping = self.table4.questionable(now, self.cfg.max_pings_per_tick);
         if let Some(t) = &self.table6 {
             to_ping.extend(t.questionable(now, self.cfg.max_pings_per_tick));
@@ -1193,12 +1273,22 @@ impl Dht {
         }
     }
 
-    fn handle_response(&mut self, now: Instant, from: SocketAddr, tid: u16, r: Response) {
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        tid: u16,
+        r: Response,
+        seen_as: Option<SocketAddr>,
+    ) {
         let Some(tx) = self.transactions.remove(&tid) else {
             return;
         };
         self.pinging.remove(&from);
         self.note_node(now, r.id, from, Seen::Response);
+        if let Some(ip) = seen_as {
+            self.vote_external_ip(now, from, ip.ip());
+        }
         if let Purpose::Lookup(lid) = tx.purpose {
             let Some(active) = self.lookups.get_mut(&lid) else {
                 return;

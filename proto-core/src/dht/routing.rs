@@ -12,18 +12,54 @@
 //!
 //! Bounded: at most `k` nodes per bucket, `max_replacements` cached per bucket, `max_nodes` in
 //! all, 160 buckets.
+//!
+//! Sybil/eclipse resistance (`restrict_ips`, on by default, like libtorrent's
+//! `dht_restrict_routing_ips`): one node per IP address in the whole table, and at most
+//! [`MAX_NODES_PER_SUBNET_PER_BUCKET`] nodes (live and replacements together) from one /24
+//! (IPv4) or /64 (IPv6) in a bucket, so one host or one rented subnet cannot fill the buckets
+//! around a target. Local addresses (the BEP 42 exemptions: loopback, private, link-local) are
+//! not restricted: a LAN or a test network legitimately puts many nodes in one subnet.
+//! A known address (IP and port) that shows up with another id is refused unless it proved the
+//! new id with a verified round trip (a node that restarted), which then replaces the old entry.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::time::Duration;
 
 use super::krpc::CompactNode;
-use super::node_id::NodeId;
+use super::node_id::{NodeId, is_bep42_exempt};
 use crate::rng::Rng;
 use crate::time::Instant;
 
 /// Most buckets a table can have (one per bit of the id space).
 pub const MAX_BUCKETS: usize = 160;
+
+/// Most nodes (live and replacements together) from one /24 (IPv4) or /64 (IPv6) in one bucket
+/// when `restrict_ips` is on: an attacker owning a subnet gets this many slots near a target,
+/// not a whole bucket. Two rather than libtorrent's one, so two hosts behind one provider
+/// subnet can still share a bucket.
+pub const MAX_NODES_PER_SUBNET_PER_BUCKET: usize = 2;
+
+/// Prefix length of the IPv4 subnet counted by [`MAX_NODES_PER_SUBNET_PER_BUCKET`].
+pub const SUBNET_PREFIX_V4: u32 = 24;
+
+/// Prefix length of the IPv6 subnet counted by [`MAX_NODES_PER_SUBNET_PER_BUCKET`].
+pub const SUBNET_PREFIX_V6: u32 = 64;
+
+/// The /24 (IPv4) or /64 (IPv6) holding `ip`, as its network address: the unit one operator
+/// typically controls, used to cap routing-table slots and external-address votes per subnet.
+pub fn subnet_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mask = u32::MAX << (32 - SUBNET_PREFIX_V4);
+            IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
+        }
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX << (128 - SUBNET_PREFIX_V6);
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+        }
+    }
+}
 
 /// Routing table limits and timings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +78,10 @@ pub struct RoutingConfig {
     pub refresh_interval: Duration,
     /// Refuse nodes whose id does not satisfy BEP 42 for their address.
     pub enforce_node_id: bool,
+    /// One node per IP and [`MAX_NODES_PER_SUBNET_PER_BUCKET`] per subnet in a bucket, for
+    /// non-local addresses (libtorrent's `dht_restrict_routing_ips`); stops one host or subnet
+    /// from eclipsing a region of the id space.
+    pub restrict_ips: bool,
 }
 
 impl Default for RoutingConfig {
@@ -54,6 +94,7 @@ impl Default for RoutingConfig {
             max_failures: 2,
             refresh_interval: Duration::from_mins(15),
             enforce_node_id: false,
+            restrict_ips: true,
         }
     }
 }
@@ -133,8 +174,9 @@ pub enum Insert {
         /// A questionable node worth pinging.
         ping: Option<CompactNode>,
     },
-    /// Refused: our own id, an id that fails BEP 42 under enforcement, or an id/address
-    /// conflicting with a node we have.
+    /// Refused: our own id, an id that fails BEP 42 under enforcement, an id/address
+    /// conflicting with a node we have, or (under `restrict_ips`) an IP already in the table
+    /// or a subnet already holding its share of the bucket.
     Rejected,
 }
 
@@ -237,7 +279,22 @@ impl RoutingTable {
         if id == self.own || (self.cfg.enforce_node_id && !id.is_secure_for(addr.ip())) {
             return Insert::Rejected;
         }
-        if self.by_addr.get(&addr).is_some_and(|known| *known != id) {
+        if self.get(&id).is_some_and(|n| n.addr != addr) {
+            // A known id at another address: keep the one we know.
+            return Insert::Rejected;
+        }
+        if let Some(&known) = self.by_addr.get(&addr)
+            && known != id
+        {
+            // The same IP and port with another id. Only a verified round trip (the endpoint
+            // answered our query under the new id) shows a restarted node; a query or hearsay
+            // may be an attempt to poison the table.
+            if seen != Seen::Response {
+                return Insert::Rejected;
+            }
+            self.remove(&known);
+        }
+        if !self.by_addr.contains_key(&addr) && self.ip_taken(addr) {
             return Insert::Rejected;
         }
         let stamp = |n: &mut NodeEntry| match seen {
@@ -271,9 +328,49 @@ impl RoutingTable {
         self.insert_entry(now, entry)
     }
 
+    /// True when `restrict_ips` applies to `ip` (it is not a local address).
+    fn restricted(&self, ip: IpAddr) -> bool {
+        self.cfg.restrict_ips && !is_bep42_exempt(ip)
+    }
+
+    /// True when, under `restrict_ips`, another node of the table uses `addr`'s IP (on another
+    /// port).
+    fn ip_taken(&self, addr: SocketAddr) -> bool {
+        if !self.restricted(addr.ip()) {
+            return false;
+        }
+        let ip = addr.ip();
+        let hi = match ip {
+            IpAddr::V4(_) => SocketAddr::new(ip, u16::MAX),
+            IpAddr::V6(v6) => SocketAddr::V6(SocketAddrV6::new(v6, u16::MAX, u32::MAX, u32::MAX)),
+        };
+        self.by_addr
+            .range(SocketAddr::new(ip, 0)..=hi)
+            .any(|(a, _)| a.ip() == ip && *a != addr)
+    }
+
+    /// True when, under `restrict_ips`, bucket `idx` already holds its share of `entry`'s
+    /// subnet (live nodes and replacements, `entry` itself not counted).
+    fn subnet_full(&self, idx: usize, entry: &NodeEntry) -> bool {
+        if !self.restricted(entry.addr.ip()) {
+            return false;
+        }
+        let net = subnet_of(entry.addr.ip());
+        let b = &self.buckets[idx];
+        b.nodes
+            .iter()
+            .chain(b.replacements.iter())
+            .filter(|n| n.id != entry.id && subnet_of(n.addr.ip()) == net)
+            .count()
+            >= MAX_NODES_PER_SUBNET_PER_BUCKET
+    }
+
     fn insert_entry(&mut self, now: Instant, entry: NodeEntry) -> Insert {
         loop {
             let idx = self.bucket_index(&entry.id);
+            if self.subnet_full(idx, &entry) {
+                return Insert::Rejected;
+            }
             let last = self.buckets.len() - 1;
             let room = self.len() < self.cfg.max_nodes;
             let cfg = self.cfg;
@@ -370,9 +467,11 @@ impl RoutingTable {
                 .map(|(i, _)| i);
             if let Some(i) = best {
                 let repl = bucket.replacements.remove(i);
-                if self.by_addr.contains_key(&repl.addr) {
+                // The replacement's address or IP may have entered the table since.
+                if self.by_addr.contains_key(&repl.addr) || self.ip_taken(repl.addr) {
                     return;
                 }
+                let bucket = &mut self.buckets[idx];
                 let old = std::mem::replace(&mut bucket.nodes[pos], repl);
                 bucket.last_changed = now;
                 self.by_addr.remove(&old.addr);
@@ -626,6 +725,199 @@ mod tests {
             other.len()
         );
         assert!(other.iter().all(|n| t.get(&n.id).is_some()));
+    }
+
+    fn public(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn one_node_per_ip_and_address_reuse_needs_a_verified_round_trip() {
+        let mut rng = Rng::new(Seed::from_u64(10));
+        let cfg = RoutingConfig::default();
+        assert!(cfg.restrict_ips, "on by default");
+        let mut t = RoutingTable::new(NodeId::random(&mut rng), cfg, Instant::ZERO);
+        let now = Instant::ZERO;
+        let a = NodeId::random(&mut rng);
+        let first = public("8.8.8.8:6881");
+        assert_eq!(t.heard_from(now, a, first, Seen::Response), Insert::Added);
+        // The same IP on other ports, under other ids: refused however we heard of them.
+        for (port, seen) in [
+            (6882, Seen::Response),
+            (6883, Seen::Query),
+            (6884, Seen::Hearsay),
+        ] {
+            let id = NodeId::random(&mut rng);
+            let addr = SocketAddr::new(first.ip(), port);
+            assert_eq!(t.heard_from(now, id, addr, seen), Insert::Rejected);
+            assert!(t.get(&id).is_none());
+        }
+        // The same id from another address keeps the known one.
+        assert_eq!(
+            t.heard_from(now, a, public("8.8.4.4:6881"), Seen::Response),
+            Insert::Rejected
+        );
+        // The same IP and port under a new id: a query or hearsay may be poisoning...
+        let restarted = NodeId::random(&mut rng);
+        for seen in [Seen::Query, Seen::Hearsay] {
+            assert_eq!(t.heard_from(now, restarted, first, seen), Insert::Rejected);
+            assert_eq!(t.get_by_addr(&first).map(|n| n.id), Some(a));
+        }
+        // ...but a verified answer under the new id is a restarted node: it replaces the old.
+        assert_eq!(
+            t.heard_from(now, restarted, first, Seen::Response),
+            Insert::Added
+        );
+        assert_eq!(t.get_by_addr(&first).map(|n| n.id), Some(restarted));
+        assert!(t.get(&a).is_none());
+        assert_eq!(t.len(), 1);
+        // IPv6 too.
+        let v6 = public("[2001:db8::1]:6881");
+        assert_eq!(
+            t.heard_from(now, NodeId::random(&mut rng), v6, Seen::Response),
+            Insert::Added
+        );
+        assert_eq!(
+            t.heard_from(
+                now,
+                NodeId::random(&mut rng),
+                public("[2001:db8::1]:7000"),
+                Seen::Response
+            ),
+            Insert::Rejected
+        );
+        // Local addresses are exempt (several nodes on one host, as in tests and LANs).
+        for port in 1..=3 {
+            let addr = SocketAddr::new("127.0.0.1".parse().unwrap(), port);
+            assert_eq!(
+                t.heard_from(now, NodeId::random(&mut rng), addr, Seen::Response),
+                Insert::Added
+            );
+        }
+        // Without the restriction, one IP may hold several nodes.
+        let open = RoutingConfig {
+            restrict_ips: false,
+            ..cfg
+        };
+        let mut t = RoutingTable::new(NodeId::random(&mut rng), open, now);
+        for port in 1..=3 {
+            let addr = SocketAddr::new(first.ip(), port);
+            assert_eq!(
+                t.heard_from(now, NodeId::random(&mut rng), addr, Seen::Response),
+                Insert::Added
+            );
+        }
+    }
+
+    #[test]
+    fn a_subnet_gets_a_bounded_share_of_each_bucket() {
+        let own = NodeId([0; 20]);
+        let cfg = RoutingConfig {
+            k: 4,
+            ..RoutingConfig::default()
+        };
+        let now = Instant::ZERO;
+        let far = |b: u8| {
+            let mut id = NodeId([b; 20]);
+            id.0[0] |= 0x80;
+            id
+        };
+        let near = |b: u8| {
+            let mut id = NodeId([b; 20]);
+            id.0[0] &= 0x7f;
+            id
+        };
+        let mut t = RoutingTable::new(own, cfg, now);
+        // One attacker /24 tries to fill the far bucket.
+        let mut added = 0;
+        for host in 1..=4u8 {
+            let addr = public(&format!("80.1.2.{host}:6881"));
+            match t.heard_from(now, far(host), addr, Seen::Response) {
+                Insert::Added => added += 1,
+                other => assert_eq!(other, Insert::Rejected),
+            }
+        }
+        assert_eq!(added, MAX_NODES_PER_SUBNET_PER_BUCKET);
+        // Other subnets still get in; the bucket fills and splits on the next near node.
+        for (i, b) in (10..).zip(0..(cfg.k - MAX_NODES_PER_SUBNET_PER_BUCKET) as u8) {
+            let addr = public(&format!("81.{i}.0.1:6881"));
+            assert_eq!(
+                t.heard_from(now, far(20 + b), addr, Seen::Response),
+                Insert::Added
+            );
+        }
+        assert_eq!(
+            t.heard_from(now, near(1), public("82.0.0.1:6881"), Seen::Response),
+            Insert::Added
+        );
+        assert_eq!(t.bucket_count(), 2);
+        // The same /24 is welcome in another bucket...
+        assert_eq!(
+            t.heard_from(now, near(2), public("80.1.2.50:6881"), Seen::Response),
+            Insert::Added
+        );
+        // ...but not even the far bucket's replacement cache takes more of it, while another
+        // subnet's node is cached.
+        assert_eq!(
+            t.heard_from(now, far(60), public("80.1.2.60:6881"), Seen::Response),
+            Insert::Rejected
+        );
+        assert!(matches!(
+            t.heard_from(now, far(61), public("83.0.0.1:6881"), Seen::Response),
+            Insert::Cached { .. }
+        ));
+        // The same holds for an IPv6 /64.
+        let mut t6 = RoutingTable::new(own, cfg, now);
+        let added = (1..=4u8)
+            .filter(|h| {
+                let addr = public(&format!("[2001:db8:1:2::{h}]:6881"));
+                t6.heard_from(now, far(*h), addr, Seen::Response) == Insert::Added
+            })
+            .count();
+        assert_eq!(added, MAX_NODES_PER_SUBNET_PER_BUCKET);
+        assert_eq!(
+            t6.heard_from(
+                now,
+                far(9),
+                public("[2001:db8:1:3::1]:6881"),
+                Seen::Response
+            ),
+            Insert::Added,
+            "the next /64 is another subnet"
+        );
+        // Local subnets are exempt, and the restriction can be switched off.
+        let mut local = RoutingTable::new(own, cfg, now);
+        for h in 1..=4u8 {
+            let addr = public(&format!("192.168.1.{h}:6881"));
+            assert_eq!(
+                local.heard_from(now, far(h), addr, Seen::Response),
+                Insert::Added
+            );
+        }
+        let open = RoutingConfig {
+            restrict_ips: false,
+            ..cfg
+        };
+        let mut t = RoutingTable::new(own, open, now);
+        for h in 1..=4u8 {
+            let addr = public(&format!("80.1.2.{h}:6881"));
+            assert_eq!(
+                t.heard_from(now, far(h), addr, Seen::Response),
+                Insert::Added
+            );
+        }
+    }
+
+    #[test]
+    fn subnet_of_masks_to_24_and_64_bits() {
+        assert_eq!(
+            subnet_of("80.1.2.77".parse().unwrap()),
+            "80.1.2.0".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            subnet_of("2001:db8:1:2:3:4:5:6".parse().unwrap()),
+            "2001:db8:1:2::".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //!
 //! Node 0 is the bootstrap node; node `i` joins at `i * join_interval` and bootstraps from
 //! node 0. A share of nodes can be *silent*: they never answer queries (but still run their own
-//! lookups), like unreachable or overloaded nodes in the wild.
+//! lookups), like unreachable or overloaded nodes in the wild. The network itself can lose a
+//! share of all datagrams ([`Sim::set_loss_percent`]), up to 100 % for an outage or a partition
+//! that later heals.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -89,6 +91,8 @@ pub struct Sim {
     steps: u64,
     datagrams: u64,
     bootstrapped: usize,
+    loss_percent: u64,
+    lost: u64,
     trace: Sha1,
 }
 
@@ -148,6 +152,8 @@ impl Sim {
             steps: 0,
             datagrams: 0,
             bootstrapped: 0,
+            loss_percent: 0,
+            lost: 0,
             trace: Sha1::new(),
         }
     }
@@ -170,6 +176,18 @@ impl Sim {
     /// Datagrams delivered.
     pub fn datagrams(&self) -> u64 {
         self.datagrams
+    }
+
+    /// From now on, drops `percent` (0–100) of the datagrams sent, chosen by the scenario
+    /// seed: 100 is a total outage (every node cut off), 0 heals it. Datagrams already in
+    /// flight still arrive.
+    pub fn set_loss_percent(&mut self, percent: u64) {
+        self.loss_percent = percent.min(100);
+    }
+
+    /// Datagrams dropped by the loss rate.
+    pub fn lost(&self) -> u64 {
+        self.lost
     }
 
     /// SHA-1 over every datagram and event so far, with times and node indexes: equal for
@@ -326,6 +344,16 @@ impl Sim {
             let Some(&to) = self.by_addr.get(&t.to) else {
                 continue;
             };
+            // Draw only under partial loss, so lossless runs keep their traces.
+            let lose = match self.loss_percent {
+                0 => false,
+                100 => true,
+                p => self.rng.below(100) < p,
+            };
+            if lose {
+                self.lost += 1;
+                continue;
+            }
             let span = self
                 .cfg
                 .max_latency
@@ -361,6 +389,7 @@ impl Sim {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dht::routing::NodeState;
 
     struct Outcome {
         trace: [u8; 20],
@@ -462,6 +491,109 @@ mod tests {
             "every sampled lookup finds the peer"
         );
         assert!(out.max_hops <= 12, "{} hops", out.max_hops);
+    }
+
+    /// Nodes of node `i`'s table that are not bad (usable to start a lookup).
+    fn usable(sim: &Sim, i: usize) -> usize {
+        let t = sim.nodes()[i].dht.routing_table();
+        t.iter()
+            .filter(|n| n.state(sim.now(), t.config()) != NodeState::Bad)
+            .count()
+    }
+
+    /// Every answering node but `except` looks `info_hash` up; returns how many found `peer`.
+    fn everyone_looks_up(sim: &mut Sim, info_hash: InfoHash, peer: SocketAddr) -> (usize, usize) {
+        let nodes = sim.nodes().len();
+        let announcer = peer_owner(sim, peer);
+        let mut lookups = Vec::new();
+        let askers: Vec<usize> = (0..nodes)
+            .filter(|i| *i != announcer && !sim.nodes()[*i].silent)
+            .collect();
+        for i in askers {
+            sim.run_for(Duration::from_millis(20));
+            lookups.push((i, sim.get_peers(i, info_hash, None).unwrap()));
+        }
+        let t = sim.now() + Duration::from_mins(2);
+        let all_done = |s: &Sim| lookups.iter().all(|(i, l)| s.lookup_done(*i, *l).is_some());
+        assert!(sim.run_until(t, all_done));
+        let found = lookups
+            .iter()
+            .filter(|(i, l)| sim.lookup_peers(*i, *l).contains(&peer))
+            .count();
+        (found, lookups.len())
+    }
+
+    fn peer_owner(sim: &Sim, peer: SocketAddr) -> usize {
+        sim.nodes()
+            .iter()
+            .position(|n| n.addr.ip() == peer.ip())
+            .unwrap()
+    }
+
+    /// Announces `info_hash` from `i` with port 51413 and waits for the announce to finish.
+    fn announce(sim: &mut Sim, i: usize, info_hash: InfoHash) -> usize {
+        let lid = sim.get_peers(i, info_hash, Some(51413)).unwrap();
+        let t = sim.now() + Duration::from_mins(2);
+        assert!(sim.run_until(t, |s| s.lookup_done(i, lid).is_some()));
+        let Some(DhtEvent::LookupDone { announced, .. }) = sim.lookup_done(i, lid) else {
+            unreachable!()
+        };
+        *announced
+    }
+
+    #[test]
+    fn dht_sim_recovers_after_total_udp_loss_heals() {
+        let nodes = 200;
+        let cfg = SimConfig {
+            nodes,
+            seed: 21,
+            ..SimConfig::default()
+        };
+        let settled = Instant::ZERO + cfg.join_interval * nodes as u32 + Duration::from_mins(1);
+        let mut sim = Sim::new(cfg);
+        sim.run_until(settled, |s| s.all_joined() && s.bootstrapped() == nodes);
+        assert_eq!(sim.bootstrapped(), nodes);
+        sim.run_for(Duration::from_secs(5));
+        assert!((0..nodes).all(|i| usable(&sim, i) >= 8));
+
+        // Total outage for 40 minutes: every datagram is lost. Pings and refreshes fail, the
+        // table's nodes turn bad, lookups find nothing.
+        sim.set_loss_percent(100);
+        let info_hash = InfoHash::of(b"outage");
+        let announcer = 7;
+        let peer = SocketAddr::new(node_addr(announcer).ip(), 51413);
+        assert_eq!(
+            announce(&mut sim, announcer, info_hash),
+            0,
+            "nobody answers"
+        );
+        sim.run_for(Duration::from_mins(40));
+        assert!(sim.lost() > 0);
+        let cut_off = (0..nodes).filter(|i| usable(&sim, *i) == 0).count();
+        assert!(
+            cut_off > nodes / 2,
+            "only {cut_off} nodes lost every contact"
+        );
+        let lid = sim.get_peers(3, info_hash, None).unwrap();
+        let t = sim.now() + Duration::from_mins(2);
+        assert!(sim.run_until(t, |s| s.lookup_done(3, lid).is_some()));
+        assert!(sim.lookup_peers(3, lid).is_empty());
+
+        // The network heals. Within a few minutes every node uses its table again, and an
+        // announce made now is found by every node.
+        sim.set_loss_percent(0);
+        let lost = sim.lost();
+        sim.run_for(Duration::from_mins(10));
+        assert_eq!(sim.lost(), lost);
+        let poor: Vec<usize> = (0..nodes).filter(|i| usable(&sim, *i) < 8).collect();
+        assert!(
+            poor.is_empty(),
+            "nodes with tiny tables after the heal: {poor:?}"
+        );
+        assert!(announce(&mut sim, announcer, info_hash) >= 4);
+        let (found, sampled) = everyone_looks_up(&mut sim, info_hash, peer);
+        assert_eq!(sampled, nodes - 1);
+        assert_eq!(found, sampled, "every lookup finds the peer after the heal");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::krpc::{Body, ErrorCode, ErrorMessage, Message, Query, Response, Want};
 use super::sim::{Sim, SimConfig, node_addr};
-use super::{Dht, DhtConfig, DhtError, DhtEvent, NodeId};
+use super::{Dht, DhtConfig, DhtError, DhtEvent, NodeId, Transmit};
 use crate::InfoHash;
 use crate::rng::Seed;
 use crate::time::Instant;
@@ -353,6 +353,255 @@ fn external_ip_gives_a_bep42_id() {
         ..DhtConfig::default()
     };
     assert!(Dht::new(cfg, Seed::from_u64(1), T0).id().is_secure_for(ip));
+}
+
+/// Pings `voter` through `add_node` and answers the ping from it, reporting that it saw us at
+/// `seen_as`.
+fn answer_ping_reporting(dht: &mut Dht, now: Instant, voter: SocketAddr, seen_as: SocketAddr) {
+    dht.add_node(now, voter);
+    let mut tid = None;
+    while let Some(t) = dht.poll_transmit() {
+        if t.to == voter {
+            tid = Some(Message::decode(&t.data).unwrap().tid);
+        }
+    }
+    let reply = Message {
+        tid: tid.expect("the voter was pinged"),
+        version: None,
+        read_only: false,
+        ip: Some(seen_as),
+        body: Body::Response(Response {
+            id: NodeId::from(InfoHash::of(voter.to_string().as_bytes())),
+            ..Response::default()
+        }),
+    };
+    dht.handle_datagram(now, voter, &reply.to_bytes());
+}
+
+/// A public voter address in its own /24 for each `i`.
+fn voter(i: u32) -> SocketAddr {
+    SocketAddr::new(
+        std::net::Ipv4Addr::from(0x5000_0000 + (i << 8) + 9).into(),
+        6881,
+    )
+}
+
+#[test]
+fn voted_external_ip_gives_a_bep42_id() {
+    use super::ip_voter::MIN_VOTES_TO_ADOPT;
+    let ours: SocketAddr = addr("203.0.113.5:40000");
+    let mut dht = Dht::new(DhtConfig::default(), Seed::from_u64(12), T0);
+    let first = dht.id();
+    assert!(!first.is_secure_for(ours.ip()));
+    // Unsolicited responses are not votes (no matching transaction).
+    for i in 0..2 * MIN_VOTES_TO_ADOPT as u32 {
+        let m = Message {
+            tid: b"zz".to_vec(),
+            version: None,
+            read_only: false,
+            ip: Some(ours),
+            body: Body::Response(Response {
+                id: NodeId([i as u8; 20]),
+                ..Response::default()
+            }),
+        };
+        dht.handle_datagram(T0, voter(500 + i), &m.to_bytes());
+    }
+    assert_eq!(dht.voted_external_ip(false), None);
+    // Many answers from one /24 are one vote.
+    for host in 1..=2 * MIN_VOTES_TO_ADOPT as u8 {
+        let from = SocketAddr::new(std::net::Ipv4Addr::new(80, 9, 9, host).into(), 6881);
+        answer_ping_reporting(&mut dht, T0, from, ours);
+    }
+    assert_eq!(dht.voted_external_ip(false), None);
+    assert_eq!(dht.id(), first);
+    // Distinct subnets agree: the address is adopted and the id follows it.
+    for i in 0..MIN_VOTES_TO_ADOPT as u32 {
+        answer_ping_reporting(&mut dht, T0, voter(i), ours);
+    }
+    assert_eq!(dht.voted_external_ip(false), Some(ours.ip()));
+    assert_eq!(dht.external_ip(), Some(ours.ip()));
+    assert!(dht.id().is_secure_for(ours.ip()));
+    let events: Vec<DhtEvent> = std::iter::from_fn(|| dht.poll_event()).collect();
+    assert_eq!(events, vec![DhtEvent::IdChanged { id: dht.id() }]);
+
+    // Our address moves: a later round votes the new one in, and the id moves too.
+    let moved: SocketAddr = addr("198.51.100.20:40000");
+    let mut i = 1000;
+    while dht.voted_external_ip(false) != Some(moved.ip()) && i < 1400 {
+        answer_ping_reporting(&mut dht, T0, voter(i), moved);
+        i += 1;
+    }
+    assert_eq!(dht.external_ip(), Some(moved.ip()));
+    assert!(dht.id().is_secure_for(moved.ip()));
+
+    // The caller-set path still works, and a voted address that matches it keeps the id.
+    let mut dht = Dht::new(DhtConfig::default(), Seed::from_u64(13), T0);
+    dht.set_external_ip(T0, ours.ip());
+    let set = dht.id();
+    assert!(set.is_secure_for(ours.ip()));
+    for i in 0..MIN_VOTES_TO_ADOPT as u32 {
+        answer_ping_reporting(&mut dht, T0, voter(i), ours);
+    }
+    assert_eq!(dht.voted_external_ip(false), Some(ours.ip()));
+    assert_eq!(dht.id(), set);
+
+    // With voting off, the reports are ignored.
+    let cfg = DhtConfig {
+        vote_external_ip: false,
+        ..DhtConfig::default()
+    };
+    let mut dht = Dht::new(cfg, Seed::from_u64(12), T0);
+    for i in 0..MIN_VOTES_TO_ADOPT as u32 {
+        answer_ping_reporting(&mut dht, T0, voter(i), ours);
+    }
+    assert_eq!(dht.external_ip(), None);
+    assert_eq!(dht.id(), first);
+}
+
+/// Steps `dht` from deadline to deadline until `until`, calling `on_send` for every datagram
+/// (with the time) and answering nothing unless `on_send` returns a reply.
+fn run_dht(
+    dht: &mut Dht,
+    now: &mut Instant,
+    until: Instant,
+    mut on_send: impl FnMut(Instant, &Transmit) -> Option<Vec<u8>>,
+) {
+    loop {
+        while let Some(t) = dht.poll_transmit() {
+            if let Some(reply) = on_send(*now, &t) {
+                dht.handle_datagram(*now, t.to, &reply);
+            }
+        }
+        match dht.poll_timeout() {
+            Some(next) if next <= until => {
+                *now = next.max(*now);
+                dht.handle_timeout(*now);
+            }
+            _ => break,
+        }
+    }
+    *now = until;
+}
+
+fn is_find_node(t: &Transmit) -> bool {
+    matches!(
+        Message::decode(&t.data).map(|m| m.body),
+        Ok(Body::Query {
+            query: Query::FindNode { .. },
+            ..
+        })
+    )
+}
+
+#[test]
+fn unreachable_bootstrap_nodes_are_retried_with_a_bounded_backoff() {
+    let cfg = DhtConfig::default();
+    let mut dht = Dht::new(cfg.clone(), Seed::from_u64(30), T0);
+    let router = addr("10.0.0.9:6881");
+    let mut now = T0;
+    dht.bootstrap(now, &[router]);
+    // The router never answers for an hour.
+    let mut sends = Vec::new();
+    run_dht(&mut dht, &mut now, T0 + Duration::from_hours(1), |at, t| {
+        if t.to == router && is_find_node(t) {
+            sends.push(at);
+        }
+        None
+    });
+    let gaps: Vec<Duration> = sends
+        .windows(2)
+        .map(|w| w[1].saturating_duration_since(w[0]))
+        .collect();
+    // Each retry comes one query timeout plus a doubling delay after the last, capped.
+    let want: Vec<Duration> = (0..gaps.len() as u32)
+        .map(|i| {
+            let delay = (cfg.bootstrap_retry_interval * 2u32.pow(i.min(16)))
+                .min(cfg.max_bootstrap_retry_interval);
+            cfg.query_timeout + delay
+        })
+        .collect();
+    assert!(gaps.len() >= 10, "{} retries in an hour", gaps.len());
+    assert_eq!(gaps, want);
+    let failed = std::iter::from_fn(|| dht.poll_event())
+        .filter(|e| *e == DhtEvent::BootstrapDone { nodes: 0 })
+        .count();
+    assert_eq!(failed, sends.len());
+
+    // The router comes back: the next retry fills the table and the retries stop.
+    let router_id = NodeId([0x42; 20]);
+    let answer = |t: &Transmit| {
+        let m = Message::decode(&t.data).unwrap();
+        Message {
+            tid: m.tid,
+            version: None,
+            read_only: false,
+            ip: None,
+            body: Body::Response(Response {
+                id: router_id,
+                ..Response::default()
+            }),
+        }
+        .to_bytes()
+    };
+    let healed = now;
+    let mut after = Vec::new();
+    run_dht(
+        &mut dht,
+        &mut now,
+        healed + Duration::from_mins(10),
+        |at, t| {
+            (t.to == router).then(|| {
+                after.push(at);
+                answer(t)
+            })
+        },
+    );
+    assert_eq!(after.len(), 1, "one retry, answered: {after:?}");
+    assert!(
+        after[0].saturating_duration_since(healed)
+            <= cfg.max_bootstrap_retry_interval + cfg.query_timeout
+    );
+    assert_eq!(dht.routing_table().len(), 1);
+    assert!(
+        std::iter::from_fn(|| dht.poll_event()).any(|e| e == DhtEvent::BootstrapDone { nodes: 1 })
+    );
+
+    // Later every node we know goes silent (here: the router) and turns bad. The node does
+    // not sit on a dead table until the next bucket refresh: it bootstraps again, with the
+    // same bounded backoff.
+    let silent = now;
+    let mut dead = Vec::new();
+    run_dht(
+        &mut dht,
+        &mut now,
+        silent + Duration::from_hours(1),
+        |at, t| {
+            if t.to == router && is_find_node(t) {
+                dead.push(at);
+            }
+            None
+        },
+    );
+    let t = dht.routing_table();
+    assert!(
+        t.iter()
+            .all(|n| n.state(now, t.config()) == super::routing::NodeState::Bad)
+    );
+    let late: Vec<Instant> = dead
+        .into_iter()
+        .filter(|at| *at >= silent + Duration::from_mins(20))
+        .collect();
+    let max_gap = late
+        .windows(2)
+        .map(|w| w[1].saturating_duration_since(w[0]))
+        .max()
+        .unwrap();
+    assert!(late.len() >= 8, "{} bootstrap queries", late.len());
+    assert!(
+        max_gap <= cfg.max_bootstrap_retry_interval + cfg.query_timeout,
+        "{max_gap:?} between two bootstrap attempts"
+    );
 }
 
 #[test]
