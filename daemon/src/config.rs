@@ -118,14 +118,17 @@ pub struct Config {
     // RPC
     /// `rpc-enabled` (`true`): run the JSON-RPC server.
     pub rpc_enabled: bool,
-    /// `rpc-host` (`127.0.0.1`): RPC listen host.
+    /// `rpc-host` (`127.0.0.1`): RPC listen host. Beyond rain: an address other than
+    /// loopback (`0.0.0.0`, `::`, a LAN address) needs `rpc-token`, or raind refuses to start;
+    /// rain itself serves such an address to anyone.
     pub rpc_host: String,
     /// `rpc-port` (`7246`): RPC listen port.
     pub rpc_port: u16,
     /// `rpc-shutdown-timeout` (`5s`): graceful shutdown wait.
     pub rpc_shutdown_timeout: Duration,
     /// `rpc-token` (empty; not in rain): when set, every RPC request must carry
-    /// `Authorization: Bearer <token>`.
+    /// `Authorization: Bearer <token>`. Required when `rpc-host` is not loopback. A source
+    /// that sends 5 wrong tokens within a minute is refused (429) until that minute ends.
     pub rpc_token: String,
 
     // DHT
@@ -161,6 +164,11 @@ pub struct Config {
     pub tracker_http_max_response_size: u64,
     /// `tracker-http-verify-tls` (`true`): verify tracker TLS certificates.
     pub tracker_http_verify_tls: bool,
+    /// `ssrf-mitigation` (`true`, ours; libtorrent's `ssrf_mitigation`): a global tracker, web
+    /// seed or `.torrent` URL may not redirect to a loopback or LAN address, an HTTP tracker on
+    /// a loopback address must have a path ending in `/announce`, and a web seed on a LAN or
+    /// loopback address may not have a query string.
+    pub ssrf_mitigation: bool,
 
     // Peer
     /// `unchoked-peers` (`3`): regular upload slots per torrent.
@@ -304,6 +312,7 @@ impl Default for Config {
             tracker_http_private_user_agent: version::user_agent(),
             tracker_http_max_response_size: 2 * MIB,
             tracker_http_verify_tls: true,
+            ssrf_mitigation: true,
 
             unchoked_peers: 3,
             optimistic_unchoked_peers: 1,

@@ -52,6 +52,7 @@ pub fn session_config(c: &Config) -> Result<SessionConfig, String> {
         tracker_http_max_response_size: usize::try_from(c.tracker_http_max_response_size)
             .unwrap_or(usize::MAX),
         tracker_http_verify_tls: c.tracker_http_verify_tls,
+        ssrf_mitigation: c.ssrf_mitigation,
         tracker_http_private_user_agent: c.tracker_http_private_user_agent.clone(),
         private_peer_id_prefix: {
             let p = &c.private_peer_id_prefix;
@@ -109,6 +110,7 @@ mod tests {
             force_outgoing_encryption: true,
             max_requests_in: 77,
             tracker_http_verify_tls: false,
+            ssrf_mitigation: false,
             tracker_http_private_user_agent: "Private/1".into(),
             webseed_retry_interval: std::time::Duration::from_secs(7),
             webseed_max_downloads: 2,
@@ -136,6 +138,8 @@ mod tests {
             (40000, 40010, 77)
         );
         assert!(s.force_outgoing_encryption && s.dht_enabled && !s.tracker_http_verify_tls);
+        assert!(!s.ssrf_mitigation);
+        assert!(session_config(&Config::default()).unwrap().ssrf_mitigation);
         assert_eq!(
             (s.dht_port, &s.dht_bootstrap_nodes[..]),
             (7000, &["127.0.0.1:7001".to_owned()][..])

@@ -13,10 +13,22 @@
 //!
 //! https uses rustls with the webpki root certificates; verification can be turned off
 //! (`tracker-http-verify-tls: false`).
+//!
+//! SSRF mitigation (libtorrent's `ssrf_mitigation`, rain's `ssrf-mitigation`, on by default,
+//! [`HttpConfig::ssrf_mitigation`]) checks every resolved address before it is dialled:
+//! - a request whose first hop reached a global address may not be redirected to a local one
+//!   (loopback, private, link-local, unique-local: [`is_local`]); see [`redirect_allowed`];
+//! - an HTTP tracker on a loopback address must have a URL path ending in `/announce`
+//!   ([`Purpose::Tracker`], [`loopback_tracker_allowed`]);
+//! - a web seed on a local address may not carry a query string ([`Purpose::Webseed`],
+//!   [`webseed_allowed`]).
+//!
+//! A host whose every address is refused fails with [`HttpError::Ssrf`] before any packet is
+//! sent to it.
 
 use std::fmt;
 use std::io::{self, Read};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,6 +65,8 @@ pub struct HttpConfig {
     pub max_redirects: usize,
     /// Verify TLS certificates (`tracker-http-verify-tls`, on).
     pub verify_tls: bool,
+    /// Apply the SSRF rules of the module documentation (`ssrf-mitigation`, on).
+    pub ssrf_mitigation: bool,
 }
 
 impl Default for HttpConfig {
@@ -63,6 +77,7 @@ impl Default for HttpConfig {
             max_body: 2 * 1024 * 1024,
             max_redirects: 5,
             verify_tls: true,
+            ssrf_mitigation: true,
         }
     }
 }
@@ -140,6 +155,132 @@ pub enum HttpError {
     /// [`HttpClient::with_blocklist`]; nothing was sent.
     #[error("IP is blocked")]
     Blocked,
+    /// Every address of the host is refused by an SSRF rule ([`HttpConfig::ssrf_mitigation`]);
+    /// nothing was sent to it. The text says which rule and which address.
+    #[error("refused by SSRF mitigation: {0}")]
+    Ssrf(String),
+}
+
+/// What a request is for, which selects the SSRF rules besides the redirect rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Purpose {
+    /// A `.torrent` download, a blocklist: the redirect rule only.
+    #[default]
+    Other,
+    /// An HTTP tracker's announce or scrape. `announce_path`: the tracker's URL (not the
+    /// request's: a scrape asks for `/scrape`) has a path ending in `/announce`; without it, a
+    /// loopback tracker is refused.
+    Tracker {
+        /// The tracker URL's path ends in `/announce`.
+        announce_path: bool,
+    },
+    /// A web-seed request: refused on a local address when its URL has a query string.
+    Webseed,
+}
+
+impl Purpose {
+    /// A tracker announce or scrape for the tracker at `tracker_url`.
+    pub fn tracker(tracker_url: &str) -> Self {
+        Purpose::Tracker {
+            announce_path: tracker_url
+                .parse::<Uri>()
+                .is_ok_and(|u| u.path().ends_with("/announce")),
+        }
+    }
+}
+
+/// Loopback, private (RFC 1918), link-local, unique-local (`fc00::/7`), unspecified and
+/// "this network" (`0.0.0.0/8`) addresses, and IPv4-mapped IPv6 forms of them: the addresses a
+/// remote host must not make us reach (libtorrent's `is_local` plus loopback).
+pub fn is_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.octets()[0] == 0
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_local(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// A loopback address, IPv4-mapped IPv6 included.
+fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+/// The redirect rule: a request whose first hop reached `origin` may be redirected to
+/// `target` unless `origin` is global and `target` local ([`is_local`]).
+pub fn redirect_allowed(origin: IpAddr, target: IpAddr) -> bool {
+    is_local(origin) || !is_local(target)
+}
+
+/// The tracker rule: a tracker whose URL path does not end in `/announce`
+/// (`announce_path == false`) may not be reached on a loopback address.
+pub fn loopback_tracker_allowed(announce_path: bool, ip: IpAddr) -> bool {
+    announce_path || !is_loopback(ip)
+}
+
+/// The web-seed rule: a web-seed URL with a query string may not be fetched from a local
+/// address ([`is_local`]).
+pub fn webseed_allowed(has_query: bool, ip: IpAddr) -> bool {
+    !has_query || !is_local(ip)
+}
+
+/// Where a request is in its redirect chain, for the SSRF rules.
+#[derive(Debug, Clone, Copy)]
+struct Hop {
+    purpose: Purpose,
+    /// The address the first hop connected to; `None` on the first hop.
+    origin: Option<IpAddr>,
+}
+
+impl Hop {
+    fn first(purpose: Purpose) -> Self {
+        Hop {
+            purpose,
+            origin: None,
+        }
+    }
+
+    /// Why `ip` may not be dialled for `uri` on this hop, if it may not.
+    fn refusal(&self, uri: &Uri, ip: IpAddr) -> Option<String> {
+        if let Some(origin) = self.origin
+            && !redirect_allowed(origin, ip)
+        {
+            return Some(format!(
+                "a request to global address {origin} may not be redirected to local address {ip}"
+            ));
+        }
+        match self.purpose {
+            Purpose::Tracker { announce_path }
+                if self.origin.is_none() && !loopback_tracker_allowed(announce_path, ip) =>
+            {
+                Some(format!(
+                    "a tracker on loopback address {ip} must have a URL path ending in /announce"
+                ))
+            }
+            Purpose::Webseed if !webseed_allowed(uri.query().is_some(), ip) => Some(format!(
+                "a web seed on local address {ip} may not have a query string in its URL"
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// An HTTP/1.1 GET client; cheap to clone, one per session.
@@ -180,16 +321,37 @@ impl<N: Network> HttpClient<N> {
         self
     }
 
-    /// The resolved addresses of `host` that may be dialled, at most
-    /// [`MAX_ADDRESSES_TRIED`].
-    async fn addresses(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, HttpError> {
+    /// The resolved addresses of `host` (of `uri`) that may be dialled on `hop`, at most
+    /// [`MAX_ADDRESSES_TRIED`]: those not on the blocklist, then those the SSRF rules allow.
+    async fn addresses(
+        &self,
+        uri: &Uri,
+        host: &str,
+        port: u16,
+        hop: Hop,
+    ) -> Result<Vec<SocketAddr>, HttpError> {
         let addrs = resolve(&self.net, host, port, self.config.resolve_timeout).await?;
-        let allowed: Vec<SocketAddr> = match &self.blocklist {
+        let mut allowed: Vec<SocketAddr> = match &self.blocklist {
             Some(b) => addrs.into_iter().filter(|a| !b.contains(a.ip())).collect(),
             None => addrs,
         };
         if allowed.is_empty() {
             return Err(HttpError::Blocked);
+        }
+        if self.config.ssrf_mitigation {
+            let mut refusal = None;
+            allowed.retain(|a| match hop.refusal(uri, a.ip()) {
+                Some(r) => {
+                    refusal.get_or_insert(r);
+                    false
+                }
+                None => true,
+            });
+            if let Some(r) = refusal
+                && allowed.is_empty()
+            {
+                return Err(HttpError::Ssrf(r));
+            }
         }
         Ok(allowed.into_iter().take(MAX_ADDRESSES_TRIED).collect())
     }
@@ -202,20 +364,36 @@ impl<N: Network> HttpClient<N> {
     /// GETs `url` with extra request `headers` (e.g. `User-Agent`), following redirects.
     /// A response of any status is returned; only transport failures are errors.
     pub async fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<Response, HttpError> {
-        tokio::time::timeout(self.config.timeout, self.get_following(url, headers))
-            .await
-            .unwrap_or(Err(HttpError::Timeout))
+        self.get_for(url, headers, Purpose::Other).await
+    }
+
+    /// [`HttpClient::get`] under the SSRF rules of `purpose`.
+    pub async fn get_for(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        purpose: Purpose,
+    ) -> Result<Response, HttpError> {
+        tokio::time::timeout(
+            self.config.timeout,
+            self.get_following(url, headers, purpose),
+        )
+        .await
+        .unwrap_or(Err(HttpError::Timeout))
     }
 
     async fn get_following(
         &self,
         url: &str,
         headers: &[(&str, &str)],
+        purpose: Purpose,
     ) -> Result<Response, HttpError> {
         let mut uri = parse_url(url)?;
         let mut redirects = 0;
+        let mut hop = Hop::first(purpose);
         loop {
-            let r = self.get_once(&uri, headers).await?;
+            let (r, peer) = self.get_once(&uri, headers, hop).await?;
+            hop.origin.get_or_insert(peer);
             let Some(location) = r.location else {
                 return Ok(r.response);
             };
@@ -227,8 +405,14 @@ impl<N: Network> HttpClient<N> {
         }
     }
 
-    /// One request; `location` is set for a redirect status.
-    async fn get_once(&self, uri: &Uri, headers: &[(&str, &str)]) -> Result<Once, HttpError> {
+    /// One request; `location` is set for a redirect status. Also returns the address
+    /// connected to.
+    async fn get_once(
+        &self,
+        uri: &Uri,
+        headers: &[(&str, &str)],
+        hop: Hop,
+    ) -> Result<(Once, IpAddr), HttpError> {
         let https = match uri.scheme_str() {
             Some("http") => false,
             Some("https") => true,
@@ -239,8 +423,8 @@ impl<N: Network> HttpClient<N> {
             .filter(|h| !h.is_empty())
             .ok_or_else(|| HttpError::InvalidUrl(uri.to_string()))?;
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let stream = self.connect(host, port).await?;
-        if https {
+        let (stream, peer) = self.connect(uri, host, port, hop).await?;
+        let once = if https {
             let bare = host.trim_start_matches('[').trim_end_matches(']');
             let name = ServerName::try_from(bare.to_owned())
                 .map_err(|e| HttpError::InvalidUrl(format!("{host}: {e}")))?;
@@ -252,16 +436,24 @@ impl<N: Network> HttpClient<N> {
             self.exchange(tls, uri, headers).await
         } else {
             self.exchange(stream, uri, headers).await
-        }
+        }?;
+        Ok((once, peer))
     }
 
-    /// Resolves `host` and connects to the first address that accepts.
-    async fn connect(&self, host: &str, port: u16) -> Result<N::Stream, HttpError> {
-        let addrs = self.addresses(host, port).await?;
+    /// Resolves `host` and connects to the first address that accepts; returns the stream
+    /// and that address.
+    async fn connect(
+        &self,
+        uri: &Uri,
+        host: &str,
+        port: u16,
+        hop: Hop,
+    ) -> Result<(N::Stream, IpAddr), HttpError> {
+        let addrs = self.addresses(uri, host, port, hop).await?;
         let mut last = HttpError::NoAddress(host.to_owned());
         for addr in addrs {
             match self.net.connect(addr).await {
-                Ok(s) => return Ok(s),
+                Ok(s) => return Ok((s, addr.ip())),
                 Err(e) => last = connect_error(&e, host),
             }
         }
@@ -417,16 +609,21 @@ impl<N: Network> HttpClient<N> {
     /// redirects (at most [`HttpConfig::max_redirects`]); the body is then read with
     /// [`Streamed::chunk`]. No compression is asked for. Each step is bounded by `t`; host
     /// resolution by [`HttpConfig::resolve_timeout`]. A response of any status is returned.
+    /// The SSRF rules of `purpose` apply.
     pub async fn get_streamed(
         &self,
         url: &str,
         headers: &[(&str, &str)],
         t: StreamTimeouts,
+        purpose: Purpose,
     ) -> Result<Streamed, HttpError> {
         let mut uri = parse_url(url)?;
         let mut redirects = 0;
+        let mut hop = Hop::first(purpose);
         loop {
-            match self.open_once(&uri, headers, t).await? {
+            let (opened, peer) = self.open_once(&uri, headers, t, hop).await?;
+            hop.origin.get_or_insert(peer);
+            match opened {
                 Opened::Response(r) => return Ok(r),
                 Opened::Redirect(location) => {
                     if redirects >= self.config.max_redirects {
@@ -444,7 +641,8 @@ impl<N: Network> HttpClient<N> {
         uri: &Uri,
         headers: &[(&str, &str)],
         t: StreamTimeouts,
-    ) -> Result<Opened, HttpError> {
+        hop: Hop,
+    ) -> Result<(Opened, IpAddr), HttpError> {
         let https = match uri.scheme_str() {
             Some("http") => false,
             Some("https") => true,
@@ -455,8 +653,8 @@ impl<N: Network> HttpClient<N> {
             .filter(|h| !h.is_empty())
             .ok_or_else(|| HttpError::InvalidUrl(uri.to_string()))?;
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let stream = self.connect_within(host, port, t.connect).await?;
-        if https {
+        let (stream, peer) = self.connect_within(uri, host, port, t.connect, hop).await?;
+        let opened = if https {
             let bare = host.trim_start_matches('[').trim_end_matches(']');
             let name = ServerName::try_from(bare.to_owned())
                 .map_err(|e| HttpError::InvalidUrl(format!("{host}: {e}")))?;
@@ -467,22 +665,25 @@ impl<N: Network> HttpClient<N> {
             self.open_on(tls, uri, headers, t).await
         } else {
             self.open_on(stream, uri, headers, t).await
-        }
+        }?;
+        Ok((opened, peer))
     }
 
     /// Resolves `host` and connects to the first address that accepts, each attempt within
-    /// `limit`.
+    /// `limit`; returns the stream and that address.
     async fn connect_within(
         &self,
+        uri: &Uri,
         host: &str,
         port: u16,
         limit: Duration,
-    ) -> Result<N::Stream, HttpError> {
-        let addrs = self.addresses(host, port).await?;
+        hop: Hop,
+    ) -> Result<(N::Stream, IpAddr), HttpError> {
+        let addrs = self.addresses(uri, host, port, hop).await?;
         let mut last = HttpError::NoAddress(host.to_owned());
         for addr in addrs {
             match tokio::time::timeout(limit, self.net.connect(addr)).await {
-                Ok(Ok(s)) => return Ok(s),
+                Ok(Ok(s)) => return Ok((s, addr.ip())),
                 Ok(Err(e)) => last = connect_error(&e, host),
                 Err(_) => last = HttpError::Timeout,
             }
@@ -781,6 +982,116 @@ mod tests {
         assert_eq!(gunzip(&gz, 1000).unwrap().len(), 1000);
         assert_eq!(gunzip(&gz, 999), Err(HttpError::TooLarge { limit: 999 }));
         assert_eq!(gunzip(b"not gzip", 10), Err(HttpError::Gzip));
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// R38: a global origin may not be redirected to loopback, private, link-local or
+    /// unique-local addresses (IPv4-mapped forms included); other combinations pass.
+    #[test]
+    fn ssrf_redirect_rule() {
+        let global = ip("93.184.216.34");
+        for local in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "192.168.1.1",
+            "10.0.0.1",
+            "172.16.5.4",
+            "169.254.169.254",
+            "0.0.0.0",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:192.168.0.1",
+        ] {
+            assert!(is_local(ip(local)), "{local}");
+            assert!(!redirect_allowed(global, ip(local)), "{global} -> {local}");
+            assert!(
+                !redirect_allowed(ip("2606:2800:220:1::1"), ip(local)),
+                "v6 global -> {local}"
+            );
+        }
+        for other in [
+            "1.1.1.1",
+            "172.32.0.1",
+            "2606:2800:220:1::1",
+            "::ffff:8.8.8.8",
+        ] {
+            assert!(!is_local(ip(other)), "{other}");
+            assert!(redirect_allowed(global, ip(other)), "{global} -> {other}");
+        }
+        // A local origin may go anywhere (a LAN tracker moving to another LAN host).
+        assert!(redirect_allowed(ip("127.0.0.1"), ip("127.0.0.1")));
+        assert!(redirect_allowed(ip("192.168.1.1"), ip("10.0.0.1")));
+        assert!(redirect_allowed(ip("10.0.0.1"), global));
+
+        // Through a hop: the first hop has no origin, the redirected one has.
+        let uri: Uri = "http://h/announce".parse().unwrap();
+        let first = Hop::first(Purpose::Other);
+        assert_eq!(first.refusal(&uri, ip("127.0.0.1")), None);
+        let redirected = Hop {
+            origin: Some(global),
+            ..first
+        };
+        let why = redirected.refusal(&uri, ip("10.0.0.1")).unwrap();
+        assert!(
+            why.contains("93.184.216.34") && why.contains("10.0.0.1"),
+            "{why}"
+        );
+        assert_eq!(redirected.refusal(&uri, ip("1.1.1.1")), None);
+    }
+
+    /// R38: a loopback tracker needs a path ending in `/announce` (judged on the tracker's
+    /// URL, so its scrape passes too); a LAN web seed may not have a query string.
+    #[test]
+    fn ssrf_tracker_and_webseed_rules() {
+        assert_eq!(
+            Purpose::tracker("http://127.0.0.1:1/announce?passkey=x"),
+            Purpose::Tracker {
+                announce_path: true
+            }
+        );
+        for url in [
+            "http://127.0.0.1:1/",
+            "http://127.0.0.1:1/admin",
+            "nonsense",
+        ] {
+            assert_eq!(
+                Purpose::tracker(url),
+                Purpose::Tracker {
+                    announce_path: false
+                },
+                "{url}"
+            );
+        }
+        assert!(!loopback_tracker_allowed(false, ip("127.0.0.1")));
+        assert!(!loopback_tracker_allowed(false, ip("::1")));
+        assert!(!loopback_tracker_allowed(false, ip("::ffff:127.0.0.1")));
+        assert!(loopback_tracker_allowed(true, ip("127.0.0.1")));
+        assert!(loopback_tracker_allowed(false, ip("192.168.1.1")));
+        assert!(loopback_tracker_allowed(false, ip("93.184.216.34")));
+
+        assert!(!webseed_allowed(true, ip("192.168.1.1")));
+        assert!(!webseed_allowed(true, ip("127.0.0.1")));
+        assert!(webseed_allowed(false, ip("192.168.1.1")));
+        assert!(webseed_allowed(true, ip("93.184.216.34")));
+
+        let scrape: Uri = "http://127.0.0.1:1/scrape?info_hash=x".parse().unwrap();
+        let tracker = |announce_path| Hop::first(Purpose::Tracker { announce_path });
+        assert_eq!(tracker(true).refusal(&scrape, ip("127.0.0.1")), None);
+        let why = tracker(false).refusal(&scrape, ip("127.0.0.1")).unwrap();
+        assert!(why.contains("/announce"), "{why}");
+        let q: Uri = "http://lan/f.bin?token=1".parse().unwrap();
+        let plain: Uri = "http://lan/f.bin".parse().unwrap();
+        let ws = Hop::first(Purpose::Webseed);
+        assert!(ws.refusal(&q, ip("10.1.1.1")).unwrap().contains("query"));
+        assert_eq!(ws.refusal(&plain, ip("10.1.1.1")), None);
+        assert_eq!(ws.refusal(&q, ip("93.184.216.34")), None);
     }
 
     #[test]

@@ -130,6 +130,11 @@ pub struct SessionConfig {
     pub tracker_http_verify_tls: bool,
     /// `tracker-http-private-user-agent`: the User-Agent for private torrents' trackers.
     pub tracker_http_private_user_agent: String,
+    /// `ssrf-mitigation` (libtorrent's `ssrf_mitigation`, on): a global tracker, web seed or
+    /// `.torrent` URL may not redirect to a loopback or LAN address, a loopback HTTP tracker
+    /// must have a path ending in `/announce`, and a web seed on a LAN or loopback address may
+    /// not have a query string (see [`crate::http`]).
+    pub ssrf_mitigation: bool,
     /// `torrent-add-http-timeout`: fetching a `.torrent` given by http(s) URL.
     pub torrent_add_http_timeout: Duration,
     /// `dns-resolve-timeout` for tracker hosts.
@@ -243,6 +248,7 @@ impl Default for SessionConfig {
             tracker_http_max_response_size: 2 * 1024 * 1024,
             tracker_http_verify_tls: true,
             tracker_http_private_user_agent: crate::tracker_client::default_user_agent(),
+            ssrf_mitigation: true,
             torrent_add_http_timeout: Duration::from_secs(30),
             dns_resolve_timeout: Duration::from_secs(5),
             webseed_dial_timeout: Duration::from_secs(10),
@@ -320,6 +326,7 @@ impl SessionConfig {
             },
             resolve_timeout: self.dns_resolve_timeout,
             verify_tls: self.webseed_verify_tls,
+            ssrf_mitigation: self.ssrf_mitigation,
         }
     }
 
@@ -343,6 +350,7 @@ impl SessionConfig {
         t.http.resolve_timeout = self.dns_resolve_timeout;
         t.http.max_body = self.tracker_http_max_response_size;
         t.http.verify_tls = self.tracker_http_verify_tls;
+        t.http.ssrf_mitigation = self.ssrf_mitigation;
         t.udp.resolve_timeout = self.dns_resolve_timeout;
         t.private_user_agent
             .clone_from(&self.tracker_http_private_user_agent);
@@ -356,11 +364,13 @@ impl SessionConfig {
             timeout: self.torrent_add_http_timeout,
             resolve_timeout: self.dns_resolve_timeout,
             max_body: self.max_torrent_size,
+            ssrf_mitigation: self.ssrf_mitigation,
             ..HttpConfig::default()
         }
     }
 
-    pub(crate) fn metainfo_limits(&self) -> metainfo::Limits {
+    /// The metainfo parser limits these settings imply (`max-torrent-size`, `max-pieces`).
+    pub fn metainfo_limits(&self) -> metainfo::Limits {
         metainfo::Limits {
             max_torrent_size: self.max_torrent_size,
             max_pieces: self.max_pieces,
@@ -1642,9 +1652,14 @@ mod tests {
             tracker_http_verify_tls: false,
             tracker_http_private_user_agent: "Private/1".into(),
             dns_resolve_timeout: Duration::from_secs(2),
+            ssrf_mitigation: false,
             ..SessionConfig::default()
         };
+        assert!(SessionConfig::default().ssrf_mitigation);
+        assert!(!config.webseed_settings().ssrf_mitigation);
+        assert!(!config.torrent_http_config().ssrf_mitigation);
         let t = config.tracker_config();
+        assert!(!t.http.ssrf_mitigation);
         assert_eq!(
             (t.http.timeout, t.http.max_body, t.http.verify_tls),
             (Duration::from_secs(3), 1234, false)

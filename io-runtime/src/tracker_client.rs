@@ -11,7 +11,7 @@ use rain_proto::tracker::udp::{Reply, Request};
 use rain_proto::tracker::{Announce, AnnounceReply, Event, ScrapeStats, TrackerError, http};
 
 use crate::blocklist::BlocklistCell;
-use crate::http::{HttpClient, HttpConfig, HttpError, Response};
+use crate::http::{HttpClient, HttpConfig, HttpError, Purpose, Response};
 use crate::net::Network;
 use crate::udp_tracker::{UdpTracker, UdpTrackerConfig};
 
@@ -27,7 +27,9 @@ pub fn default_user_agent() -> String {
 #[derive(Debug, Clone)]
 pub struct TrackerConfig {
     /// HTTP: `tracker-http-timeout`, `tracker-http-max-response-size`,
-    /// `tracker-http-verify-tls`, `dns-resolve-timeout`.
+    /// `tracker-http-verify-tls`, `dns-resolve-timeout`, `ssrf-mitigation` (a loopback HTTP
+    /// tracker must have a path ending in `/announce`, and a global one may not redirect to a
+    /// local address).
     pub http: HttpConfig,
     /// UDP bounds.
     pub udp: UdpTrackerConfig,
@@ -114,7 +116,7 @@ impl<N: Network> TrackerClient<N> {
             Scheme::Http => {
                 let started = tokio::time::Instant::now();
                 let r = self
-                    .get(&http::announce_url(url, a, tracker_id), private)
+                    .get(url, &http::announce_url(url, a, tracker_id), private)
                     .await?;
                 let mut reply =
                     http::parse_announce(r.status, &r.body).map_err(|e| status_error(e, &r))?;
@@ -150,7 +152,7 @@ impl<N: Network> TrackerClient<N> {
                 let scrape = http::scrape_url(url, &[*info_hash]).ok_or_else(|| {
                     TrackerError::UnsupportedUrl(format!("tracker cannot scrape: {url}"))
                 })?;
-                let r = self.get(&scrape, private).await?;
+                let r = self.get(url, &scrape, private).await?;
                 http::parse_scrape(r.status, &r.body, info_hash).map_err(|e| status_error(e, &r))
             }
             Scheme::Udp => match self.udp.request(url, Request::Scrape(*info_hash)).await? {
@@ -179,14 +181,25 @@ impl<N: Network> TrackerClient<N> {
         }
     }
 
-    async fn get(&self, url: &str, private: bool) -> Result<Response, TrackerError> {
+    /// GETs `request` (an announce or scrape URL) of the tracker at `tracker`, whose URL
+    /// decides the SSRF path rule.
+    async fn get(
+        &self,
+        tracker: &str,
+        request: &str,
+        private: bool,
+    ) -> Result<Response, TrackerError> {
         let ua = if private {
             &self.private_user_agent
         } else {
             &self.user_agent
         };
         self.http
-            .get(url, &[("User-Agent", ua.as_str())])
+            .get_for(
+                request,
+                &[("User-Agent", ua.as_str())],
+                Purpose::tracker(tracker),
+            )
             .await
             .map_err(tracker_error)
     }
@@ -239,6 +252,7 @@ pub fn tracker_error(e: HttpError) -> TrackerError {
         HttpError::TooManyRedirects(n) => t(format!("tracker redirected more than {n} times")),
         e @ HttpError::Io(_) => t(format!("unknown error in announce: {e}")),
         HttpError::Blocked => blocked(),
+        e @ HttpError::Ssrf(_) => t(format!("tracker {e}")),
     }
 }
 

@@ -30,7 +30,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::blocklist::BlocklistCell;
-use crate::http::{HttpClient, HttpConfig, HttpError, StreamTimeouts};
+use crate::http::{HttpClient, HttpConfig, HttpError, Purpose, StreamTimeouts};
 use crate::net::Network;
 use crate::rate_limit::{RateLimiter, charge};
 use crate::torrent_task::Input;
@@ -53,6 +53,9 @@ pub struct WebseedSettings {
     pub resolve_timeout: Duration,
     /// Verify TLS certificates (`webseed-verify-tls`).
     pub verify_tls: bool,
+    /// `ssrf-mitigation`: a web seed on a local address may not have a query string, and a
+    /// global one may not redirect to a local address.
+    pub ssrf_mitigation: bool,
 }
 
 impl Default for WebseedSettings {
@@ -67,6 +70,7 @@ impl Default for WebseedSettings {
             },
             resolve_timeout: Duration::from_secs(5),
             verify_tls: true,
+            ssrf_mitigation: true,
         }
     }
 }
@@ -131,6 +135,7 @@ impl<N: Network> Runner<N> {
                         resolve_timeout: self.settings.resolve_timeout,
                         max_redirects: MAX_REDIRECTS,
                         verify_tls: self.settings.verify_tls,
+                        ssrf_mitigation: self.settings.ssrf_mitigation,
                         ..HttpConfig::default()
                     },
                 )
@@ -181,9 +186,15 @@ async fn fetch<N: Network>(
 ) -> Result<(), WebseedError> {
     let range = req.range_header();
     let mut resp = client
-        .get_streamed(&req.url, &[("Range", &range)], timeouts)
+        .get_streamed(&req.url, &[("Range", &range)], timeouts, Purpose::Webseed)
         .await
-        .map_err(|e| webseed_error(&e))?;
+        .map_err(|e| {
+            if matches!(e, HttpError::Ssrf(_)) {
+                // The machine's error has no room for the rule; the log says which.
+                tracing::warn!(url = %req.url, "web seed {e}");
+            }
+            webseed_error(&e)
+        })?;
     let mut skip = match resp.status {
         206 => {
             let start = resp
@@ -254,7 +265,9 @@ pub(crate) fn webseed_error(e: &HttpError) -> WebseedError {
         HttpError::Timeout => WebseedError::Timeout,
         HttpError::Tls(_) => WebseedError::Tls,
         HttpError::Closed => WebseedError::Closed,
-        HttpError::Blocked => WebseedError::Connect(ErrorKind::PermissionDenied),
+        HttpError::Blocked | HttpError::Ssrf(_) => {
+            WebseedError::Connect(ErrorKind::PermissionDenied)
+        }
         _ => WebseedError::Protocol,
     }
 }

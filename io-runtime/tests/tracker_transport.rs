@@ -1,7 +1,7 @@
 //! Hostile-input tests of the tracker transport: local HTTP servers writing canned (and
 //! broken) responses, and fake UDP trackers, all on 127.0.0.1.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use rain_proto::InfoHash;
 use rain_proto::rng::Seed;
 use rain_proto::tracker::{Announce, Event, TrackerError};
-use rain_runtime::http::{HttpClient, HttpConfig, HttpError};
+use rain_runtime::http::{HttpClient, HttpConfig, HttpError, Purpose, StreamTimeouts};
 use rain_runtime::net::TokioNet;
 use rain_runtime::tracker_client::{TrackerClient, TrackerConfig, default_user_agent};
 use rain_runtime::udp_tracker::UdpTrackerConfig;
@@ -315,9 +315,10 @@ async fn http_gzip_body() {
 
 #[tokio::test]
 async fn http_redirects_followed_then_bounded() {
-    // One hop to the real announce path works.
+    // One hop to the real announce path works. (The old path ends in `/announce` too: a
+    // loopback tracker must have one, see `ssrf_loopback_tracker_needs_an_announce_path`.)
     let (addr, _heads) = serve(|head| {
-        if head.starts_with("GET /old") {
+        if head.starts_with("GET /old/") {
             Canned::Write(response(
                 "302 Found",
                 &["Location: /announce?from=old"],
@@ -328,7 +329,7 @@ async fn http_redirects_followed_then_bounded() {
         }
     })
     .await;
-    let peers = announce_to(&format!("http://{addr}/old"), config())
+    let peers = announce_to(&format!("http://{addr}/old/announce"), config())
         .await
         .unwrap();
     assert_eq!(peers.len(), 1);
@@ -736,4 +737,327 @@ async fn http_counts_missing_from_the_announce_come_from_a_scrape() {
         heads.try_recv().is_err(),
         "scraped although the counts were there"
     );
+}
+
+// ---------------------------------------------------------------- fake DNS
+
+/// A global address (example.com's) that the fake network routes to 127.0.0.1.
+const GLOBAL: IpAddr = IpAddr::V4(Ipv4Addr::new(93, 184, 216, 34));
+
+/// The real network, except for two host names: `slow.example` never resolves (a DNS server
+/// that does not answer), and `global.example` resolves to [`GLOBAL`], whose connections go to
+/// 127.0.0.1 on the same port, so that a loopback server plays a host on the Internet.
+#[derive(Debug, Clone, Default)]
+struct FakeDns {
+    resolves: Arc<AtomicUsize>,
+}
+
+impl rain_runtime::net::Network for FakeDns {
+    type Stream = <TokioNet as rain_runtime::net::Network>::Stream;
+    type Listener = <TokioNet as rain_runtime::net::Network>::Listener;
+    type Udp = <TokioNet as rain_runtime::net::Network>::Udp;
+
+    async fn connect(&self, addr: SocketAddr) -> std::io::Result<Self::Stream> {
+        let addr = if addr.ip() == GLOBAL {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
+        } else {
+            addr
+        };
+        rain_runtime::net::Network::connect(&TokioNet, addr).await
+    }
+
+    async fn listen(&self, addr: SocketAddr) -> std::io::Result<Self::Listener> {
+        rain_runtime::net::Network::listen(&TokioNet, addr).await
+    }
+
+    async fn resolve(&self, host: &str) -> std::io::Result<Vec<SocketAddr>> {
+        self.resolves.fetch_add(1, Ordering::SeqCst);
+        let (name, port) = host.rsplit_once(':').expect("host:port");
+        match name {
+            "slow.example" => std::future::pending().await,
+            "global.example" => Ok(vec![SocketAddr::new(GLOBAL, port.parse().unwrap())]),
+            _ => rain_runtime::net::Network::resolve(&TokioNet, host).await,
+        }
+    }
+
+    async fn bind_udp(&self, addr: SocketAddr) -> std::io::Result<Self::Udp> {
+        rain_runtime::net::Network::bind_udp(&TokioNet, addr).await
+    }
+}
+
+/// R72: a DNS server that never answers fails the announce with a timeout after
+/// `dns-resolve-timeout`, well before the exchange's own bound, for HTTP and UDP trackers.
+#[tokio::test]
+async fn slow_dns_times_out_the_announce() {
+    let net = FakeDns::default();
+    let mut cfg = config();
+    cfg.http.timeout = Duration::from_secs(8);
+    cfg.http.resolve_timeout = Duration::from_millis(200);
+    cfg.udp.timeout = Duration::from_secs(8);
+    cfg.udp.resolve_timeout = Duration::from_millis(200);
+    let c = TrackerClient::new(net.clone(), cfg, Seed::from_u64(4));
+    for url in [
+        "http://slow.example/announce",
+        "https://slow.example/announce",
+        "udp://slow.example:6969/announce",
+    ] {
+        let before = net.resolves.load(Ordering::SeqCst);
+        let start = std::time::Instant::now();
+        let e = tokio::time::timeout(TEST_BOUND, c.announce(url, &announce(), None, false))
+            .await
+            .expect("the announce hangs on a DNS server that never answers")
+            .unwrap_err();
+        let took = start.elapsed();
+        assert_eq!(e, TrackerError::Timeout, "{url}");
+        assert_eq!(e.to_string(), "timeout contacting tracker");
+        assert_eq!(net.resolves.load(Ordering::SeqCst), before + 1, "{url}");
+        assert!(
+            took >= Duration::from_millis(200) && took < Duration::from_secs(2),
+            "{url}: {took:?}, not the 200 ms resolve bound"
+        );
+    }
+}
+
+/// R38: a loopback HTTP tracker must have a URL path ending in `/announce`; otherwise the
+/// announce (and the scrape) is refused before anything is sent. `ssrf-mitigation: false`
+/// lifts the rule.
+#[tokio::test]
+async fn ssrf_loopback_tracker_needs_an_announce_path() {
+    let (addr, mut heads) = serve(|head| {
+        if head
+            .split(' ')
+            .nth(1)
+            .is_some_and(|p| p.contains("/scrape?"))
+        {
+            let mut b = b"d5:filesd20:".to_vec();
+            b.extend_from_slice(&HASH.0);
+            b.extend_from_slice(b"d8:completei3e10:downloadedi7e10:incompletei2eeee");
+            Canned::Write(with_length("200 OK", &[], &b))
+        } else {
+            Canned::Write(with_length("200 OK", &[], &good_body()))
+        }
+    })
+    .await;
+    let port = addr.port();
+    for url in [
+        format!("http://{addr}/admin"),
+        format!("http://{addr}/"),
+        format!("http://{addr}/announce.php"),
+        format!("http://localhost:{port}/admin?announce"),
+    ] {
+        let e = announce_to(&url, config()).await.unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("tracker refused by SSRF mitigation: a tracker on loopback address")
+                && e.to_string()
+                    .ends_with("must have a URL path ending in /announce"),
+            "{url}: {e}"
+        );
+        let e = client(config()).scrape(&url, &HASH, false).await;
+        assert!(e.is_err(), "{url}: scrape {e:?}");
+    }
+    assert!(heads.try_recv().is_err(), "a refused tracker was contacted");
+
+    // An announce path is fine, and so is its scrape.
+    let c = client(config());
+    let ok = format!("http://{addr}/x/announce?passkey=1");
+    assert_eq!(
+        c.announce(&ok, &announce(), None, false)
+            .await
+            .unwrap()
+            .peers
+            .len(),
+        1
+    );
+    assert_eq!(c.scrape(&ok, &HASH, false).await.unwrap().seeders, 3);
+    while heads.try_recv().is_ok() {}
+
+    // Without the mitigation, any path may be used.
+    let mut off = config();
+    off.http.ssrf_mitigation = false;
+    let peers = announce_to(&format!("http://{addr}/admin"), off)
+        .await
+        .unwrap();
+    assert_eq!(peers.len(), 1);
+    assert!(
+        heads
+            .recv()
+            .await
+            .unwrap()
+            .starts_with("GET /admin?info_hash=")
+    );
+}
+
+/// A server at `global.example` (really 127.0.0.1, through [`FakeDns`]) whose `/announce`
+/// redirects to `target` on 127.0.0.1 and whose other paths answer a good reply.
+async fn redirecting_to_loopback() -> (u16, mpsc::UnboundedReceiver<String>) {
+    let (addr, heads) = serve(move |head| {
+        if head.starts_with("GET /announce") || head.starts_with("GET /f.bin") {
+            let port = head
+                .lines()
+                .find_map(|l| l.strip_prefix("host: ").or(l.strip_prefix("Host: ")))
+                .and_then(|h| h.trim().rsplit_once(':'))
+                .map(|(_, p)| p.to_owned())
+                .unwrap_or_default();
+            let location = format!("Location: http://127.0.0.1:{port}/moved/announce");
+            Canned::Write(response("302 Found", &[location.as_str()], b""))
+        } else {
+            Canned::Write(with_length("200 OK", &[], &good_body()))
+        }
+    })
+    .await;
+    (addr.port(), heads)
+}
+
+/// R38: a tracker on a global address may not redirect to a loopback (or LAN) address: the
+/// redirect is refused before connecting to it. The same redirect from a loopback tracker,
+/// or with `ssrf-mitigation: false`, is followed.
+#[tokio::test]
+async fn ssrf_global_tracker_may_not_redirect_to_loopback() {
+    let (port, mut heads) = redirecting_to_loopback().await;
+    let net = FakeDns::default();
+    let global = format!("http://global.example:{port}/announce");
+    let c = TrackerClient::new(net.clone(), config(), Seed::from_u64(5));
+    let e = tokio::time::timeout(TEST_BOUND, c.announce(&global, &announce(), None, false))
+        .await
+        .expect("bounded")
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "tracker refused by SSRF mitigation: a request to global address 93.184.216.34 may \
+         not be redirected to local address 127.0.0.1"
+    );
+    let head = heads.recv().await.unwrap();
+    assert!(head.starts_with("GET /announce?"), "{head}");
+    assert!(heads.try_recv().is_err(), "the redirect was followed");
+
+    // From a loopback tracker the same redirect is followed.
+    let peers = announce_to(&format!("http://127.0.0.1:{port}/announce"), config())
+        .await
+        .unwrap();
+    assert_eq!(peers.len(), 1);
+    while heads.try_recv().is_ok() {}
+
+    // So it is without the mitigation.
+    let mut off = config();
+    off.http.ssrf_mitigation = false;
+    let c = TrackerClient::new(net, off, Seed::from_u64(6));
+    let r = tokio::time::timeout(TEST_BOUND, c.announce(&global, &announce(), None, false))
+        .await
+        .expect("bounded")
+        .unwrap();
+    assert_eq!(r.peers.len(), 1);
+    assert!(heads.recv().await.unwrap().starts_with("GET /announce?"));
+    assert!(
+        heads
+            .recv()
+            .await
+            .unwrap()
+            .starts_with("GET /moved/announce")
+    );
+}
+
+/// R38 for other HTTP users: a `.torrent` URL and a web seed on a global address may not
+/// redirect to loopback either, and a web seed on a loopback address may not carry a query
+/// string.
+#[tokio::test]
+async fn ssrf_rules_for_torrent_urls_and_web_seeds() {
+    let (port, mut heads) = redirecting_to_loopback().await;
+    let c = HttpClient::new(FakeDns::default(), HttpConfig::default());
+    let e = c
+        .get(&format!("http://global.example:{port}/announce"), &[])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, HttpError::Ssrf(why) if why.contains("redirected to local address")),
+        "{e:?}"
+    );
+    let t = StreamTimeouts {
+        connect: Duration::from_secs(2),
+        tls: Duration::from_secs(2),
+        headers: Duration::from_secs(2),
+        body_idle: Duration::from_secs(2),
+    };
+    let e = c
+        .get_streamed(
+            &format!("http://global.example:{port}/f.bin"),
+            &[],
+            t,
+            Purpose::Webseed,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, HttpError::Ssrf(why) if why.contains("redirected to local address")),
+        "{e:?}"
+    );
+    assert_eq!(
+        heads.recv().await.unwrap().split(' ').nth(1),
+        Some("/announce")
+    );
+    assert_eq!(
+        heads.recv().await.unwrap().split(' ').nth(1),
+        Some("/f.bin")
+    );
+    assert!(heads.try_recv().is_err(), "a redirect was followed");
+
+    // A loopback web seed with a query string is refused before connecting; without one it
+    // is fetched.
+    let e = c
+        .get_streamed(
+            &format!("http://127.0.0.1:{port}/x?token=1"),
+            &[],
+            t,
+            Purpose::Webseed,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "refused by SSRF mitigation: a web seed on local address 127.0.0.1 may not have a \
+         query string in its URL"
+    );
+    assert!(
+        heads.try_recv().is_err(),
+        "the refused web seed was contacted"
+    );
+    let r = c
+        .get_streamed(
+            &format!("http://127.0.0.1:{port}/x"),
+            &[],
+            t,
+            Purpose::Webseed,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    // The query rule is for web seeds only.
+    let r = c
+        .get(&format!("http://127.0.0.1:{port}/x?token=1"), &[])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    // Off, everything goes.
+    let off = HttpClient::new(
+        FakeDns::default(),
+        HttpConfig {
+            ssrf_mitigation: false,
+            ..HttpConfig::default()
+        },
+    );
+    let r = off
+        .get_streamed(
+            &format!("http://127.0.0.1:{port}/x?token=1"),
+            &[],
+            t,
+            Purpose::Webseed,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let r = off
+        .get(&format!("http://global.example:{port}/announce"), &[])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
 }

@@ -8,7 +8,10 @@
 //!   fetched twice beyond an endgame margin;
 //! - a server ignoring `Range` (200) still gives correct data;
 //! - 404 and short bodies disable the webseed with its error and it is retried after
-//!   `webseed-retry-interval`; corrupt data bans it for the run and the peer finishes.
+//!   `webseed-retry-interval`; corrupt data bans it for the run and the peer finishes;
+//! - a `Content-Range` other than the one asked for, and a body trickled slower than
+//!   `webseed-response-body-read-timeout`, fail the request and the webseed is retried;
+//! - `ssrf-mitigation`: a loopback webseed with a query string is never contacted.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -153,9 +156,12 @@ async fn leecher(
     retry: Duration,
     torrent: &[u8],
 ) -> (Session, TorrentSummary) {
-    let s = Session::new(session_config(dir, seed, retry))
-        .await
-        .unwrap();
+    leecher_with(session_config(dir, seed, retry), torrent).await
+}
+
+/// A leecher session with `config` that downloads `torrent`.
+async fn leecher_with(config: SessionConfig, torrent: &[u8]) -> (Session, TorrentSummary) {
+    let s = Session::new(config).await.unwrap();
     let t = s.add_torrent(torrent, AddOptions::default()).await.unwrap();
     (s, t)
 }
@@ -362,6 +368,108 @@ async fn a_404_disables_the_webseed_until_the_retry_interval() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_body_disables_the_webseed_until_the_retry_interval() {
     failing_then_recovering(WebMode::Short, WebseedError::ShortBody).await;
+}
+
+/// R42: a 206 whose `Content-Range` (and body) starts elsewhere than asked is refused before
+/// any byte is used (without the check its bytes would land at the wrong offset, fail the
+/// hash check and ban the webseed); the webseed is retried and finishes once it answers right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mismatched_content_range_disables_the_webseed_until_the_retry_interval() {
+    failing_then_recovering(WebMode::BadRange, WebseedError::BadRange).await;
+}
+
+/// R42 (slowloris): a body trickled one byte every two seconds fails the request after
+/// `webseed-response-body-read-timeout` of silence, and the webseed is disabled until
+/// `webseed-retry-interval`; it is retried and finishes once it answers at speed. (Each
+/// attempt's first byte clears the error shown, so the failure is watched for, not sampled.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickling_body_times_out_and_the_webseed_is_retried() {
+    let idle = Duration::from_millis(300);
+    assert!(rain_sim::web::TRICKLE_PAUSE > idle * 3);
+    let tmp = tmp();
+    let data = payload(400_000, 23);
+    let files = BTreeMap::from([("/f.bin".to_owned(), data.clone())]);
+    let server = Server::start(files, WebMode::Trickle).await;
+    let torrent = single_torrent(
+        &sub(&tmp, "make"),
+        "f.bin",
+        &data,
+        16 * 1024,
+        &[server.url("/f.bin")],
+    );
+    let dir = sub(&tmp, "leecher");
+    let mut config = session_config(&dir, 12, Duration::from_millis(300));
+    config.webseed_response_body_read_timeout = idle;
+    let (s, t) = leecher_with(config, &torrent).await;
+    let start = tokio::time::Instant::now();
+    loop {
+        let ws = s.webseeds(&t.id).await.unwrap();
+        if ws[0].error == Some(WebseedError::Timeout) {
+            assert!(
+                matches!(ws[0].state, SourceState::Disabled { .. }),
+                "{ws:?}"
+            );
+            assert!(ws[0].downloaded >= 1, "the first byte came: {ws:?}");
+            break;
+        }
+        assert!(
+            start.elapsed() < BOUND,
+            "a trickling webseed never timed out: {ws:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        start.elapsed() < rain_sim::web::TRICKLE_PAUSE * 2,
+        "timed out only after {:?}",
+        start.elapsed()
+    );
+    wait_for("Trickle: three attempts", || server.counters().0 >= 3).await;
+    assert_ne!(s.stats(&t.id).await.unwrap().status, Status::Seeding);
+    server.set_mode(WebMode::Partial);
+    wait_seeding(&s, &t, "Trickle then recovered").await;
+    assert_eq!(std::fs::read(dir.join("data/f.bin")).unwrap(), data);
+    s.close().await.unwrap();
+}
+
+/// R38/R42 (`ssrf-mitigation`): a webseed on a loopback address whose URL has a query string
+/// is refused before connecting, and the peer finishes the download; with the mitigation off,
+/// the same webseed serves the whole file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loopback_webseed_with_a_query_string_is_never_contacted() {
+    let tmp = tmp();
+    let data = payload(300_000, 19);
+    let files = BTreeMap::from([("/f.bin".to_owned(), data.clone())]);
+    let server = Server::start(files, WebMode::Partial).await;
+    let url = server.url("/f.bin?token=secret");
+    let torrent = single_torrent(&sub(&tmp, "make"), "f.bin", &data, 16 * 1024, &[url]);
+    let (a, ta) = seeder(&sub(&tmp, "seeder"), "f.bin", &data, &torrent).await;
+    let dir = sub(&tmp, "leecher");
+    let (b, tb) = leecher(&dir, 9, Duration::from_millis(100), &torrent).await;
+    b.add_peer(&tb.id, &format!("127.0.0.1:{}", ta.port))
+        .await
+        .unwrap();
+    wait_seeding(&b, &tb, "query-string webseed + peer").await;
+    assert_eq!(std::fs::read(dir.join("data/f.bin")).unwrap(), data);
+    let ws = b.webseeds(&tb.id).await.unwrap();
+    assert_eq!(
+        ws[0].error,
+        Some(WebseedError::Connect(std::io::ErrorKind::PermissionDenied)),
+        "{ws:?}"
+    );
+    assert_eq!(ws[0].downloaded, 0);
+    assert_eq!(server.counters().0, 0, "the refused webseed was contacted");
+    b.close().await.unwrap();
+    a.close().await.unwrap();
+
+    let dir = sub(&tmp, "unprotected");
+    let mut config = session_config(&dir, 10, Duration::from_mins(1));
+    config.ssrf_mitigation = false;
+    let (c, tc) = leecher_with(config, &torrent).await;
+    wait_seeding(&c, &tc, "query-string webseed, mitigation off").await;
+    assert_eq!(std::fs::read(dir.join("data/f.bin")).unwrap(), data);
+    assert_eq!(c.webseeds(&tc.id).await.unwrap()[0].error, None);
+    assert!(server.counters().0 > 0);
+    c.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@ use super::Config;
 use super::kinds::{Bad, Bool, Dur, Kind, List, Mode, Path, Port, Str, U32, U64};
 
 /// Keys of ours that rain does not have.
-pub const BEYOND_RAIN: &[&str] = &["rpc-token", "dht-host6"];
+pub const BEYOND_RAIN: &[&str] = &["rpc-token", "dht-host6", "ssrf-mitigation"];
 
 macro_rules! config_keys {
     ($($key:literal => $field:ident: $kind:ty,)*) => {
@@ -97,6 +97,7 @@ config_keys! {
     "tracker-http-private-user-agent" => tracker_http_private_user_agent: Str,
     "tracker-http-max-response-size" => tracker_http_max_response_size: U64,
     "tracker-http-verify-tls" => tracker_http_verify_tls: Bool,
+    "ssrf-mitigation" => ssrf_mitigation: Bool,
     // Peer
     "unchoked-peers" => unchoked_peers: U32,
     "optimistic-unchoked-peers" => optimistic_unchoked_peers: U32,

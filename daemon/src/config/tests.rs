@@ -105,6 +105,7 @@ fn defaults_match_rain() {
     assert_eq!(c.tracker_http_private_user_agent, format!("Rain/{version}"));
     assert_eq!(c.tracker_http_max_response_size, 2_097_152);
     assert!(c.tracker_http_verify_tls);
+    assert!(c.ssrf_mitigation);
     // Peer
     assert_eq!(c.unchoked_peers, 3);
     assert_eq!(c.optimistic_unchoked_peers, 1);
@@ -231,6 +232,7 @@ tracker-http-timeout: 15s
 tracker-http-private-user-agent: "uTorrent/3.5"
 tracker-http-max-response-size: 4194304
 tracker-http-verify-tls: false
+ssrf-mitigation: false
 unchoked-peers: 5
 optimistic-unchoked-peers: 2
 max-requests-in: 500
@@ -327,6 +329,7 @@ fn every_key_parses_to_its_value() {
         tracker_http_private_user_agent: "uTorrent/3.5".into(),
         tracker_http_max_response_size: 4_194_304,
         tracker_http_verify_tls: false,
+        ssrf_mitigation: false,
         unchoked_peers: 5,
         optimistic_unchoked_peers: 2,
         max_requests_in: 500,
