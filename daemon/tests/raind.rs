@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{RAIN, RAIND, Raind, WAIT, free_port, http_post, make_torrent, one_error_line, rain};
@@ -556,4 +556,321 @@ fn blocklist_from_the_config_is_loaded_and_reported() {
     let stats = d.json(&["session-stats", "--json"]);
     assert_eq!(stats["BlockListRules"], 2, "{stats}");
     assert!(stats["BlockListRecency"].as_i64().unwrap() >= 0, "{stats}");
+}
+
+/// Torrent names that would run commands if they ever reached a shell reach the hook
+/// verbatim, through `RAIN_TORRENT_NAME`, and run nothing.
+#[test]
+fn on_complete_cmd_passes_hostile_names_verbatim() {
+    let tmp = tempfile::tempdir().unwrap();
+    let names = [
+        r#"a"; touch pwned; "b"#,
+        "$(touch pwned2)",
+        "`touch pwned3`",
+    ];
+    let marker = tmp.path().join("hook.log");
+    let script = tmp.path().join("hook.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf '%s|%s\\n' \"$RAIN_TORRENT_ID\" \"$RAIN_TORRENT_NAME\" >> '{}'\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    let d = Raind::start(
+        &tmp.path().join("d"),
+        &format!("on-complete-cmd: [\"{}\"]\n", script.display()),
+    );
+    let mut expected = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let (torrent, _) = make_torrent(tmp.path(), name, 20_000 + i);
+        let id = format!("h{i}");
+        // The data is already in place: verification completes the torrent.
+        let dir = tmp.path().join("d/data").join(&id);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(tmp.path().join("src").join(name), dir.join(name)).unwrap();
+        let added = d.json(&["add", "-t", torrent.to_str().unwrap(), "--id", &id]);
+        assert_eq!(added["Name"], *name);
+        expected.push(format!("{id}|{name}"));
+    }
+    for i in 0..names.len() {
+        d.wait_for(&format!("h{i}"), "seeding", |s| s["Status"] == "Seeding");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(&marker)
+        .unwrap_or_default()
+        .lines()
+        .count()
+        < names.len()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // Nothing ran: no `pwned*` file in raind's directory (its working directory), anywhere
+    // under the test's directory, or in this process's working directory.
+    fn find_pwned(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if entry.file_name().to_string_lossy().starts_with("pwned") {
+                found.push(path.clone());
+            }
+            if entry.file_type().unwrap().is_dir() {
+                find_pwned(&path, found);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    find_pwned(tmp.path(), &mut found);
+    for p in ["pwned", "pwned2", "pwned3"] {
+        let here = std::env::current_dir().unwrap().join(p);
+        if here.exists() {
+            found.push(here);
+        }
+    }
+    assert!(found.is_empty(), "a torrent name ran a command: {found:?}");
+    let log = std::fs::read_to_string(&marker).unwrap_or_default();
+    let mut got: Vec<&str> = log.lines().collect();
+    got.sort_unstable();
+    expected.sort();
+    assert_eq!(got, expected, "each name verbatim, once: {}", d.log());
+}
+
+/// Binding RPC beyond loopback without `rpc-token` is refused at startup: one line, exit 1,
+/// and nothing listens.
+#[test]
+fn non_loopback_rpc_host_needs_a_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    for host in ["0.0.0.0", "::"] {
+        let port = free_port();
+        let cfg = tmp.path().join("exposed.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "database: {}\ndata-dir: {}\nrpc-host: \"{host}\"\nrpc-port: {port}\n\
+                 dht-enabled: false\n",
+                tmp.path().join("exposed.db").display(),
+                tmp.path().join("data").display(),
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(RAIND)
+            .arg("-c")
+            .arg(&cfg)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + WAIT;
+        while child.try_wait().unwrap().is_none() {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() || Instant::now() > deadline {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                panic!("raind served RPC on {host} without a token");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let err = one_error_line(&child.wait_with_output().unwrap());
+        assert!(
+            err.contains("rpc-token") && err.contains(host) && err.contains("loopback"),
+            "{err}"
+        );
+        assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "{host}");
+        assert!(
+            !tmp.path().join("exposed.db").exists(),
+            "refused before the session opened"
+        );
+    }
+}
+
+/// A status line and body for `request`, sent raw on a new connection from `from` (the
+/// server may answer and hang up before it has read everything: write errors are ignored).
+fn exchange(url: &str, request: &[u8], from: Option<&str>) -> (u16, String) {
+    let addr: std::net::SocketAddr = url.trim_start_matches("http://").parse().unwrap();
+    let mut s = match from {
+        None => TcpStream::connect(addr).unwrap(),
+        Some(ip) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let socket = rt.block_on(async {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+                socket.connect(addr).await.unwrap()
+            });
+            let s = socket.into_std().unwrap();
+            s.set_nonblocking(false).unwrap();
+            s
+        }
+    };
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let _ = s.write_all(request);
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let resp = String::from_utf8_lossy(&resp).into_owned();
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, body.to_owned())
+}
+
+fn json_post(url: &str, auth: Option<&str>, body: &str) -> Vec<u8> {
+    let host = url.trim_start_matches("http://");
+    let auth = auth.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    format!(
+        "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{auth}\
+         Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+const VERSION: &str = r#"{"jsonrpc":"2.0","method":"Session.Version","id":1}"#;
+
+/// After `MAX_TOKEN_FAILURES` wrong tokens a source is refused (429), even with the right
+/// token, while other sources are still served.
+#[test]
+fn repeated_wrong_tokens_lock_the_source_out() {
+    use rain_daemon::server::MAX_TOKEN_FAILURES;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Raind::start(&tmp.path().join("d"), "rpc-token: s3cret\n");
+    // (Starting it asked for the version with the token: no failures so far.)
+    let post = |token: Option<&str>, from: Option<&str>| {
+        exchange(&d.url, &json_post(&d.url, token, VERSION), from).0
+    };
+    for _ in 0..MAX_TOKEN_FAILURES - 1 {
+        assert_eq!(post(Some("guess"), None), 401);
+    }
+    assert_eq!(post(Some("s3cret"), None), 200, "not locked yet");
+    assert_eq!(post(None, None), 401, "a missing token counts too");
+    assert_eq!(post(Some("guess"), None), 429);
+    assert_eq!(
+        post(Some("s3cret"), None),
+        429,
+        "no more guesses, right or wrong"
+    );
+    let err = one_error_line(&d.client(&["list"]));
+    assert!(err.contains("429"), "{err}");
+    // Another loopback address is another source.
+    assert_eq!(post(Some("s3cret"), Some("127.0.0.2")), 200);
+    assert_eq!(post(Some("guess"), Some("127.0.0.2")), 401);
+}
+
+/// A body over `max_request_size` gets 413; a 100 000-deep JSON array and deeply nested
+/// params get an error reply; a batch over `RPC_MAX_BATCH` gets one error. The server
+/// keeps serving through all of it.
+#[test]
+fn oversized_deep_and_huge_batch_requests_get_errors_and_the_server_lives() {
+    use rain_daemon::server::RPC_MAX_BATCH;
+    let tmp = tempfile::tempdir().unwrap();
+    // max_request_size = 3 KiB * 4/3 + 64 KiB = 68 KiB.
+    let d = Raind::start(&tmp.path().join("d"), "max-torrent-size: 3072\n");
+    let alive = || {
+        let r = d.raw("Session.Version", None);
+        assert!(r["result"].is_string(), "{r}");
+    };
+
+    // A valid call padded past the cap, declared up front and not.
+    let padded = format!("{VERSION}{}", " ".repeat(100 * 1024));
+    let (status, body) = exchange(&d.url, &json_post(&d.url, None, &padded), None);
+    assert_eq!(status, 413, "{body}");
+    alive();
+    let host = d.url.trim_start_matches("http://");
+    let chunked = format!(
+        "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Connection: close\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{padded}\r\n0\r\n\r\n",
+        padded.len()
+    );
+    // Without a length up front jsonrpsee stops reading at the cap and answers with its
+    // "internal error" (500) rather than 413; either way the call is not run.
+    let (status, body) = exchange(&d.url, chunked.as_bytes(), None);
+    assert!(matches!(status, 413 | 500), "{status} {body}");
+    let reply: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert!(
+        reply["error"]["code"].is_i64() && reply.get("result").is_none(),
+        "{reply}"
+    );
+    alive();
+
+    // 100 000 nested arrays as the whole body, and as a method's params.
+    let deep = "[".repeat(100_000);
+    let (status, body) = exchange(&d.url, &json_post(&d.url, None, &deep), None);
+    let reply: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert!(reply["error"]["code"].is_i64(), "{status} {reply}");
+    alive();
+    let nested = format!(
+        r#"{{"jsonrpc":"2.0","method":"Session.GetTorrentStats","id":1,"params":{}{}}}"#,
+        "[".repeat(30_000),
+        "]".repeat(30_000)
+    );
+    let (status, body) = exchange(&d.url, &json_post(&d.url, None, &nested), None);
+    let reply: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(status, 200);
+    assert!(reply["error"]["code"].is_i64(), "{reply}");
+    alive();
+
+    // Batches: up to the limit all are answered; one more is refused as a whole.
+    let batch = |n: u32| {
+        let calls: Vec<Value> = (0..n)
+            .map(|i| json!({"jsonrpc": "2.0", "method": "Session.Version", "id": i}))
+            .collect();
+        let body = Value::Array(calls).to_string();
+        let (status, text) = exchange(&d.url, &json_post(&d.url, None, &body), None);
+        let reply: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        (status, reply)
+    };
+    let (status, full) = batch(RPC_MAX_BATCH);
+    assert_eq!(status, 200);
+    assert_eq!(full.as_array().map(Vec::len), Some(RPC_MAX_BATCH as usize));
+    assert!(
+        full.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["result"].is_string())
+    );
+    let (_, over) = batch(RPC_MAX_BATCH + 1);
+    assert!(over["error"]["code"].is_i64(), "{over}");
+    alive();
+}
+
+/// A client trickling its request a byte at a time does not hold up anyone else (the
+/// cut-off itself is `server::tests::slow_clients_are_cut_off_and_do_not_block_others`).
+#[test]
+fn a_trickling_client_does_not_block_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Raind::start(&tmp.path().join("d"), "");
+    let addr = d.url.trim_start_matches("http://").to_owned();
+    let mut heads = TcpStream::connect(&addr).unwrap();
+    let mut body = TcpStream::connect(&addr).unwrap();
+    write!(
+        body,
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: 100000\r\n\r\n{{\"jsonrpc\":\"2.0\",\"params\":["
+    )
+    .unwrap();
+    let request = format!("POST / HTTP/1.1\r\nHost: {addr}\r\nX-Slow: ");
+    for (i, b) in request
+        .bytes()
+        .chain(std::iter::repeat(b'a'))
+        .take(40)
+        .enumerate()
+    {
+        heads.write_all(&[b]).unwrap();
+        body.write_all(b" ").unwrap();
+        let start = Instant::now();
+        let r = d.raw("Session.Version", None);
+        assert!(r["result"].is_string(), "byte {i}: {r}");
+        assert!(start.elapsed() < Duration::from_secs(5), "byte {i}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
 }

@@ -7,25 +7,42 @@
 //!   accepted too). `Content-Type: application/json` is checked by jsonrpsee itself (415),
 //!   which also means a browser cannot post without a CORS preflight, and we never answer
 //!   preflights.
-//! - With `rpc-token` set, `Authorization: Bearer <token>` is required (401).
+//! - With `rpc-token` set, `Authorization: Bearer <token>` is required (401). A source that
+//!   sends [`MAX_TOKEN_FAILURES`] wrong or missing tokens within [`TOKEN_FAILURE_WINDOW`] is
+//!   locked out (429, even with the right token) until that window ends; a source is one
+//!   IPv4 address or one IPv6 /64.
 //! - `/move-torrent` (multipart, not JSON) gets the Host and token checks, needs
 //!   `Content-Type: multipart/form-data` (415) and refuses anything a browser sent (`Origin`
 //!   or `Sec-Fetch-*` headers, 403): a page could post such a form without a preflight.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use http::{HeaderMap, StatusCode, header};
 use jsonrpsee::core::BoxError;
 use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse};
 
+use super::listen::RemoteAddr;
+
+/// Wrong or missing tokens a source may send within [`TOKEN_FAILURE_WINDOW`] before it is
+/// locked out.
+pub const MAX_TOKEN_FAILURES: u32 = 5;
+/// The lockout window, counted from a source's first failure in it.
+pub const TOKEN_FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Sources whose failures are tracked at once; when the table is full, new sources share
+/// one entry (and so one lockout), so a flood of addresses cannot grow it without bound.
+const MAX_TRACKED_SOURCES: usize = 4096;
+
 /// The checks' settings.
 #[derive(Debug, Clone, Default)]
 pub struct GuardLayer {
     token: Option<Arc<str>>,
+    lockout: Arc<Lockout>,
 }
 
 impl GuardLayer {
@@ -33,7 +50,34 @@ impl GuardLayer {
     pub fn new(token: &str) -> Self {
         GuardLayer {
             token: (!token.is_empty()).then(|| Arc::from(token)),
+            lockout: Arc::default(),
         }
+    }
+
+    /// Why a request is refused, if it is: the lockout first (no token is even compared for a
+    /// locked-out source), then the route's checks; a 401 counts against `peer`.
+    fn check(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+        peer: IpAddr,
+        now: Instant,
+    ) -> Option<(StatusCode, &'static str)> {
+        if self.token.is_some() && self.lockout.locked(peer, now) {
+            return Some((
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many wrong RPC tokens; try again later",
+            ));
+        }
+        let refused = if path == super::move_torrent::MOVE_TORRENT_PATH {
+            self.refuse_move(headers)
+        } else {
+            self.refuse(headers)
+        };
+        if refused.is_some_and(|(status, _)| status == StatusCode::UNAUTHORIZED) {
+            self.lockout.record_failure(peer, now);
+        }
+        refused
     }
 
     /// Why a request with these headers is refused, if it is.
@@ -120,6 +164,58 @@ fn accepts_json(accept: &str) -> bool {
     })
 }
 
+/// Failed token attempts per source: (start of its window, failures in it).
+#[derive(Debug, Default)]
+struct Lockout {
+    sources: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+/// Sources that share a lockout once the table is full.
+const OVERFLOW: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+
+impl Lockout {
+    fn locked(&self, peer: IpAddr, now: Instant) -> bool {
+        let sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = source(peer);
+        let entry = match sources.get(&key) {
+            Some(e) => Some(e),
+            None if sources.len() >= MAX_TRACKED_SOURCES => sources.get(&OVERFLOW),
+            None => None,
+        };
+        entry.is_some_and(|&(start, failures)| {
+            failures >= MAX_TOKEN_FAILURES && now < start + TOKEN_FAILURE_WINDOW
+        })
+    }
+
+    fn record_failure(&self, peer: IpAddr, now: Instant) {
+        let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut key = source(peer);
+        if !sources.contains_key(&key) && sources.len() >= MAX_TRACKED_SOURCES {
+            sources.retain(|_, (start, _)| now < *start + TOKEN_FAILURE_WINDOW);
+            if sources.len() >= MAX_TRACKED_SOURCES {
+                key = OVERFLOW;
+            }
+        }
+        let entry = sources.entry(key).or_insert((now, 0));
+        if now >= entry.0 + TOKEN_FAILURE_WINDOW {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+    }
+}
+
+/// The unit a lockout applies to: an IPv4 address (also when mapped into IPv6) or an IPv6
+/// /64, since one host usually holds a whole /64.
+fn source(peer: IpAddr) -> IpAddr {
+    match peer.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(bits))
+        }
+        v4 @ IpAddr::V4(_) => v4,
+    }
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -159,13 +255,19 @@ where
     }
 
     fn call(&mut self, request: HttpRequest<B>) -> Self::Future {
-        let refused = if request.uri().path() == super::move_torrent::MOVE_TORRENT_PATH {
-            self.layer.refuse_move(request.headers())
-        } else {
-            self.layer.refuse(request.headers())
-        };
+        // Requests always come through our accept loop, which names the caller.
+        let peer = request
+            .extensions()
+            .get::<RemoteAddr>()
+            .map_or(OVERFLOW, |a| a.0.ip());
+        let refused = self.layer.check(
+            request.uri().path(),
+            request.headers(),
+            peer,
+            Instant::now(),
+        );
         if let Some((status, why)) = refused {
-            tracing::debug!(%status, why, "RPC request refused");
+            tracing::debug!(%status, why, %peer, "RPC request refused");
             let response = http::Response::builder()
                 .status(status)
                 .header(header::CONTENT_TYPE, "text/plain")
@@ -259,6 +361,87 @@ mod tests {
             status(&[host, auth, ("content-type", "application/json")]),
             Some(StatusCode::UNSUPPORTED_MEDIA_TYPE)
         );
+    }
+
+    #[test]
+    fn wrong_tokens_lock_a_source_out_for_a_window() {
+        let g = GuardLayer::new("s3cret");
+        let host = ("host", "127.0.0.1:7246");
+        let wrong = headers(&[host, JSON, ("authorization", "Bearer guess")]);
+        let right = headers(&[host, JSON, ("authorization", "Bearer s3cret")]);
+        let status = |h: &HeaderMap, peer: &str, now: Instant| {
+            g.check("/", h, peer.parse().unwrap(), now).map(|r| r.0)
+        };
+        let t0 = Instant::now();
+        for i in 0..MAX_TOKEN_FAILURES {
+            assert_eq!(
+                status(&wrong, "192.0.2.1", t0),
+                Some(StatusCode::UNAUTHORIZED),
+                "attempt {i}"
+            );
+        }
+        let later = t0 + TOKEN_FAILURE_WINDOW / 2;
+        assert_eq!(
+            status(&wrong, "192.0.2.1", later),
+            Some(StatusCode::TOO_MANY_REQUESTS)
+        );
+        assert_eq!(
+            status(&right, "192.0.2.1", later),
+            Some(StatusCode::TOO_MANY_REQUESTS),
+            "locked out even with the right token: no more guesses"
+        );
+        assert_eq!(
+            status(&right, "::ffff:192.0.2.1", later),
+            Some(StatusCode::TOO_MANY_REQUESTS),
+            "IPv4-mapped is the same source"
+        );
+        assert_eq!(status(&right, "192.0.2.2", later), None, "other sources");
+        // The window ends: the source may try again.
+        let after = t0 + TOKEN_FAILURE_WINDOW;
+        assert_eq!(status(&right, "192.0.2.1", after), None);
+        assert_eq!(
+            status(&wrong, "192.0.2.1", after),
+            Some(StatusCode::UNAUTHORIZED)
+        );
+        // One IPv6 /64 is one source.
+        for i in 0..MAX_TOKEN_FAILURES {
+            let peer = format!("2001:db8::{i:x}");
+            assert_eq!(status(&wrong, &peer, t0), Some(StatusCode::UNAUTHORIZED));
+        }
+        assert_eq!(
+            status(&right, "2001:db8::ffff:1", t0),
+            Some(StatusCode::TOO_MANY_REQUESTS)
+        );
+        assert_eq!(status(&right, "2001:db8:0:1::1", t0), None);
+        // Without a token there is nothing to guess and no lockout.
+        let open = GuardLayer::new("");
+        for _ in 0..2 * MAX_TOKEN_FAILURES {
+            assert_eq!(
+                open.check("/", &wrong, "192.0.2.1".parse().unwrap(), t0),
+                None
+            );
+        }
+    }
+
+    #[test]
+    fn a_full_source_table_shares_one_lockout() {
+        let lockout = Lockout::default();
+        let t0 = Instant::now();
+        for i in 0..MAX_TRACKED_SOURCES as u32 {
+            lockout.record_failure(IpAddr::V4((0x0a00_0000u32 + i).into()), t0);
+        }
+        let stranger = |i: u32| IpAddr::V4((0xc000_0200u32 + i).into());
+        for i in 0..MAX_TOKEN_FAILURES {
+            assert!(!lockout.locked(stranger(i), t0));
+            lockout.record_failure(stranger(i), t0);
+        }
+        assert!(lockout.locked(stranger(99), t0), "untracked sources share");
+        assert!(!lockout.locked(IpAddr::V4(0x0a00_0000u32.into()), t0));
+        assert!(lockout.sources.lock().unwrap().len() <= MAX_TRACKED_SOURCES + 1);
+        // Once the old entries expire, a new source gets its own entry again.
+        let later = t0 + TOKEN_FAILURE_WINDOW;
+        lockout.record_failure(stranger(100), later);
+        assert!(!lockout.locked(stranger(100), later));
     }
 
     #[test]

@@ -79,9 +79,12 @@ impl Raind {
 
     pub fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.join("raind.log")).unwrap();
+        // Its own directory as the working directory: anything it (or a hook) creates by a
+        // relative path lands there.
         let child = Command::new(RAIND)
             .arg("--config")
             .arg(&self.config)
+            .current_dir(&self.dir)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
