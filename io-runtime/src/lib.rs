@@ -17,6 +17,8 @@ pub mod blocking;
 pub mod blocklist;
 pub mod create;
 pub mod dht;
+#[cfg(feature = "test-util")]
+pub mod fuzz;
 pub mod http;
 pub mod migrate;
 pub mod net;

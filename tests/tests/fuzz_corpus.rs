@@ -26,6 +26,7 @@ const TARGETS: &[(&str, Body)] = &[
     ("http_tracker", fuzz::tracker::http_tracker),
     ("udp_tracker", fuzz::tracker::udp_tracker),
     ("torrent_machine", fuzz::torrent_machine::torrent_machine),
+    ("resume_record", rain_runtime::fuzz::resume_record),
 ];
 
 #[test]

@@ -56,7 +56,8 @@ use lmdb::{
 
 use record::StoredMeta;
 pub use record::{
-    DecodeError, Progress, RECORD_VERSION, TorrentRecord, pack_bitfield, unpack_bitfield,
+    DecodeError, Progress, RECORD_VERSION, TorrentRecord, decode_record, encode_record,
+    pack_bitfield, unpack_bitfield,
 };
 
 /// Longest torrent id or session key accepted (LMDB keys are at most 511 bytes).
@@ -390,8 +391,7 @@ impl ResumeDb {
     /// Writes the whole record of torrent `id` (add, or replace).
     pub fn put_torrent(&self, id: &str, record: &TorrentRecord) -> Result<(), ResumeError> {
         check_key(id)?;
-        let meta = StoredMeta::from_record(record).encode()?;
-        let progress = record.progress.encode()?;
+        let (meta, progress) = encode_record(record)?;
         let mut txn = self.env.begin_rw_txn().map_err(self.lmdb_err())?;
         let key = id.as_bytes();
         txn.put(self.dbs.torrents, &key, &meta, WriteFlags::empty())
@@ -424,17 +424,13 @@ impl ResumeDb {
             id: id.to_owned(),
             source,
         };
-        let meta = StoredMeta::decode(meta).map_err(corrupt)?;
         let key = id.as_bytes();
         let info = get(txn, self.dbs.info, key)
             .map_err(self.lmdb_err())?
             .map(<[u8]>::to_vec)
             .unwrap_or_default();
-        let progress = match get(txn, self.dbs.progress, key).map_err(self.lmdb_err())? {
-            Some(bytes) => Progress::decode(bytes).map_err(corrupt)?,
-            None => Progress::default(),
-        };
-        meta.into_record(info, progress).map_err(corrupt)
+        let progress = get(txn, self.dbs.progress, key).map_err(self.lmdb_err())?;
+        decode_record(meta, info, progress).map_err(corrupt)
     }
 
     /// Deletes torrent `id`'s record; returns whether it existed.
@@ -648,8 +644,7 @@ impl ResumeDb {
             let mut txn = env.begin_rw_txn().map_err(lmdb_err)?;
             for (id, record) in &loaded.ok {
                 let key = id.as_bytes();
-                let meta = StoredMeta::from_record(record).encode()?;
-                let progress = record.progress.encode()?;
+                let (meta, progress) = encode_record(record)?;
                 txn.put(dbs.torrents, &key, &meta, WriteFlags::empty())
                     .map_err(lmdb_err)?;
                 txn.put(dbs.info, &key, &record.info, WriteFlags::empty())

@@ -196,6 +196,32 @@ impl StoredMeta {
     }
 }
 
+/// A record from its three stored values (the metadata, the raw `info` dictionary, empty for
+/// a magnet without metadata, and the progress if one was written): how a record is read
+/// back, whatever wrote the bytes.
+pub fn decode_record(
+    meta: &[u8],
+    info: Vec<u8>,
+    progress: Option<&[u8]>,
+) -> Result<TorrentRecord, DecodeError> {
+    let meta = StoredMeta::decode(meta)?;
+    let progress = progress
+        .map(Progress::decode)
+        .transpose()?
+        .unwrap_or_default();
+    meta.into_record(info, progress)
+}
+
+/// The stored values of `record` (metadata, progress), as [`decode_record`] reads them.
+pub fn encode_record(
+    record: &TorrentRecord,
+) -> Result<(Vec<u8>, Vec<u8>), rmp_serde::encode::Error> {
+    Ok((
+        StoredMeta::from_record(record).encode()?,
+        record.progress.encode()?,
+    ))
+}
+
 impl Progress {
     pub(crate) fn encode(&self) -> Result<Vec<u8>, rmp_serde::encode::Error> {
         rmp_serde::to_vec_named(self)
