@@ -1,5 +1,6 @@
 //! Two (then three) rain sessions exchange a multi-file torrent over 127.0.0.1: download,
-//! restart from the resume database without re-hashing, and resume after a crash.
+//! restart from the resume database without re-hashing, and resume after a crash; and a
+//! download onto a disk that stalls.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,7 +11,9 @@ use rain_proto::torrent::Status;
 use rain_runtime::create::{CreateOptions, create_torrent};
 use rain_runtime::resume::{ResumeDb, ResumeDbOptions, unpack_bitfield};
 use rain_runtime::session::{AddOptions, Session, SessionConfig};
-use rain_runtime::storage::{FileCache, FileStorage, FileStorageOptions};
+use rain_runtime::storage::{
+    FileCache, FileStorage, FileStorageOptions, Layout, Storage, StorageError, StorageLayer,
+};
 use rain_runtime::verify::{VerifyOptions, verify};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -252,6 +255,163 @@ fn loopback_transfer() {
         );
         assert_payload(&data_root(&dir_c, "crash"), &data);
         c.close().await.unwrap();
+        a.close().await.unwrap();
+    });
+}
+
+/// A disk that stops taking writes until [`Gate::open`]: a stalled or very slow disk (R55).
+#[derive(Debug, Default)]
+struct Gate {
+    open: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+    writes_waiting: std::sync::atomic::AtomicU64,
+}
+
+impl Gate {
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+
+    fn wait(&self) {
+        let mut open = self.open.lock().unwrap();
+        while !*open {
+            open = self.opened.wait(open).unwrap();
+        }
+    }
+}
+
+/// Opens the gate when dropped, so a failing assertion cannot leave blocking threads (and the
+/// runtime's shutdown) waiting on it forever.
+struct OpenOnDrop(Arc<Gate>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+#[derive(Debug)]
+struct GatedStorage {
+    inner: Arc<dyn Storage>,
+    gate: Arc<Gate>,
+}
+
+impl Storage for GatedStorage {
+    fn layout(&self) -> &Layout {
+        self.inner.layout()
+    }
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), StorageError> {
+        self.inner.read(offset, buf)
+    }
+    fn write(&self, offset: u64, blocks: &[bytes::Bytes]) -> Result<(), StorageError> {
+        self.gate
+            .writes_waiting
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.gate.wait();
+        self.inner.write(offset, blocks)
+    }
+    fn flush(&self) -> Result<(), StorageError> {
+        self.inner.flush()
+    }
+    fn exists(&self, file: usize) -> Result<bool, StorageError> {
+        self.inner.exists(file)
+    }
+    fn allocate(&self) -> Result<(), StorageError> {
+        self.inner.allocate()
+    }
+}
+
+/// A leecher whose disk stalls (every write blocks until the test lets it through): it stops
+/// starting pieces once `max-piece-memory` is held unwritten, so it halts, the session
+/// keeps answering while writes hang, and once the disk comes back the download completes
+/// with identical bytes (R55).
+#[test]
+fn a_stalled_disk_bounds_memory_and_keeps_the_session_responsive() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let [port_a, port_b, ..] = free_ports();
+    let data = payload();
+    let src = data_root(&dir_a, "seed");
+    write_payload(&src, &data);
+    let torrent = create_torrent(&CreateOptions {
+        paths: vec![src],
+        piece_length: Some(PIECE),
+        ..CreateOptions::default()
+    })
+    .unwrap();
+    let memory = 4 * u64::from(PIECE);
+    let gate = Arc::new(Gate::default());
+    let _open_at_the_end = OpenOnDrop(gate.clone());
+    rt.block_on(async {
+        let a = Session::new(config(&dir_a, port_a, 7)).await.unwrap();
+        let seed = AddOptions {
+            id: Some("seed".into()),
+            ..AddOptions::default()
+        };
+        a.add_torrent(&torrent, seed).await.unwrap();
+        wait_status(&a, "seed", Status::Seeding).await;
+        let layer_gate = gate.clone();
+        let b = Session::new(SessionConfig {
+            max_piece_memory: memory,
+            storage_layer: StorageLayer::new(move |inner| {
+                Arc::new(GatedStorage {
+                    inner,
+                    gate: layer_gate.clone(),
+                })
+            }),
+            ..config(&dir_b, port_b, 8)
+        })
+        .await
+        .unwrap();
+        let t = b
+            .add_torrent(&torrent, AddOptions::default())
+            .await
+            .unwrap();
+        b.add_peer(&t.id, &format!("127.0.0.1:{}", a.get("seed").unwrap().port))
+            .await
+            .unwrap();
+        // Wait for the download to hit the memory bound with every write hanging.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut last = 0;
+        let mut still = 0;
+        while still < 10 {
+            let st = tokio::time::timeout(Duration::from_secs(10), b.stats(&t.id))
+                .await
+                .expect("the session answers while the disk hangs")
+                .unwrap();
+            let got = st.stats.bytes.downloaded;
+            still = if got == last && got > 0 { still + 1 } else { 0 };
+            last = got;
+            assert!(tokio::time::Instant::now() < deadline, "no progress at all");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let st = b.stats(&t.id).await.unwrap();
+        assert_eq!(st.stats.pieces.have, 0, "nothing written, nothing complete");
+        assert!(
+            gate.writes_waiting
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= 1
+        );
+        let total: u64 = data.iter().map(|d| d.len() as u64).sum();
+        // The budget stops new pieces from starting; the pick that crossed it may overshoot
+        // by one pipeline of requests, but the download halts far short of the payload.
+        assert!(
+            last < total / 2,
+            "{last} of {total} bytes received with {memory} of piece memory"
+        );
+        tokio::time::timeout(Duration::from_secs(10), b.session_stats())
+            .await
+            .expect("session stats answer too");
+        gate.open();
+        wait_status(&b, &t.id, Status::Seeding).await;
+        assert_payload(&data_root(&dir_b, &t.id), &data);
+        b.close().await.unwrap();
         a.close().await.unwrap();
     });
 }

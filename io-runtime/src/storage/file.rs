@@ -308,13 +308,27 @@ impl Storage for FileStorage {
 /// batches of at most [`MAX_IOVECS`] buffers.
 fn write_all_vectored_at(
     file: &std::fs::File,
+    slices: &mut [IoSlice<'_>],
+    offset: u64,
+) -> io::Result<()> {
+    write_all_with(slices, offset, |batch, at| {
+        rustix::io::pwritev(file, batch, at)
+    })
+}
+
+/// The loop of [`write_all_vectored_at`], over any positioned vectored write: a write that
+/// takes fewer bytes than offered (a signal, a full pipe in the kernel, a FUSE file system)
+/// is resumed where it stopped, `EINTR` is retried, and a write of zero bytes is an error
+/// rather than a spin.
+fn write_all_with(
     mut slices: &mut [IoSlice<'_>],
     mut offset: u64,
+    mut pwritev: impl FnMut(&[IoSlice<'_>], u64) -> rustix::io::Result<usize>,
 ) -> io::Result<()> {
     IoSlice::advance_slices(&mut slices, 0);
     while !slices.is_empty() {
         let batch = slices.len().min(MAX_IOVECS);
-        match rustix::io::pwritev(file, &slices[..batch], offset) {
+        match pwritev(&slices[..batch], offset) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
                 offset += n as u64;
@@ -349,5 +363,54 @@ mod tests {
             ..opts
         };
         assert_eq!(storage_root(&flat, "../x").unwrap(), Path::new("/data"));
+    }
+
+    /// A disk that takes at most `most` bytes per call and is interrupted every third call.
+    fn short_writes(data: &[&[u8]], most: usize) -> (Vec<u8>, usize) {
+        let mut disk = vec![0u8; 8];
+        let mut calls = 0;
+        let mut slices: Vec<IoSlice<'_>> = data.iter().map(|d| IoSlice::new(d)).collect();
+        write_all_with(&mut slices, 8, |batch, at| {
+            calls += 1;
+            assert!(batch.len() <= MAX_IOVECS);
+            if calls % 3 == 0 {
+                return Err(rustix::io::Errno::INTR);
+            }
+            let bytes: Vec<u8> = batch.iter().flat_map(|s| s.iter().copied()).collect();
+            let n = bytes.len().min(most);
+            let at = at as usize;
+            disk.resize(disk.len().max(at + n), 0);
+            disk[at..at + n].copy_from_slice(&bytes[..n]);
+            Ok(n)
+        })
+        .unwrap();
+        (disk, calls)
+    }
+
+    #[test]
+    fn short_and_interrupted_writes_are_resumed_where_they_stopped() {
+        let blocks: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i + 1; 7 + i as usize]).collect();
+        let data: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+        let whole: Vec<u8> = blocks.concat();
+        for most in [1, 3, 8, 1000] {
+            let (disk, calls) = short_writes(&data, most);
+            assert_eq!(&disk[..8], &[0; 8], "nothing before the offset");
+            assert_eq!(&disk[8..], &whole[..], "{most} bytes per call");
+            assert!(calls >= whole.len().div_ceil(most), "{most}: {calls} calls");
+        }
+        // More buffers than one call takes go in batches.
+        let many: Vec<[u8; 1]> = (0..MAX_IOVECS * 2 + 5).map(|i| [i as u8]).collect();
+        let data: Vec<&[u8]> = many.iter().map(|b| &b[..]).collect();
+        let (disk, _) = short_writes(&data, usize::MAX);
+        assert_eq!(disk[8..], many.concat()[..]);
+    }
+
+    #[test]
+    fn a_write_of_zero_bytes_is_an_error_not_a_spin() {
+        let mut slices = [IoSlice::new(b"abc")];
+        let err = write_all_with(&mut slices, 0, |_, _| Ok(0)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WriteZero);
+        let err = write_all_with(&mut slices, 0, |_, _| Err(rustix::io::Errno::NOSPC)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::StorageFull);
     }
 }
