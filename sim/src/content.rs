@@ -4,12 +4,15 @@
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rain_proto::InfoHash;
 use rain_proto::magnet::Magnet;
 use rain_proto::metainfo::{Limits, Metainfo};
 use rain_proto::rng::{Rng, Seed};
 use rain_runtime::create::{CreateOptions, create_torrent};
+use rain_runtime::storage::{FileCache, FileStorage};
+use rain_runtime::verify::{VerifyOptions, verify};
 
 /// The shape of a torrent: its files and piece length (the bytes come from the seed).
 #[derive(Clone, PartialEq, Eq)]
@@ -238,6 +241,26 @@ impl Content {
             std::fs::write(path, bytes)?;
         }
         Ok(())
+    }
+
+    /// Which pieces are intact below `root`, by their hashes in the torrent (a missing or
+    /// short file leaves its pieces not intact).
+    pub fn intact_pieces(&self, root: &Path) -> io::Result<Vec<bool>> {
+        let mi =
+            Metainfo::from_bytes(&self.torrent, &Limits::default()).map_err(io::Error::other)?;
+        let storage = FileStorage::new(
+            &mi.info,
+            root.to_owned(),
+            0o750,
+            Arc::new(FileCache::new(8)),
+        )
+        .map_err(io::Error::other)?;
+        let opts = VerifyOptions {
+            threads: 1,
+            only: None,
+            cancel: None,
+        };
+        verify(&storage, &mi.info.pieces, &opts, |_| {}).map_err(io::Error::other)
     }
 
     /// Compares the files below `root` with the payload; `Err` names the first difference.

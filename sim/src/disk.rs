@@ -1,12 +1,13 @@
 //! Faulty disks (issue #13): [`FaultyStorage`] wraps a rain host's real storage (through the
 //! session's [`StorageLayer`]) and, while a [`DiskFault`] is switched on by the fault plan
 //! ([`Fault::Disk`](crate::Fault::Disk)), fails writes as a full disk does, fails reads with
-//! EIO, or returns corrupt bytes from reads. Flags, not clocks: the simulation switches them
-//! in simulated time, so a run stays replayable.
+//! EIO, returns corrupt bytes from reads, or keeps writes in a volatile cache that a crash of
+//! the host throws away (a power cut). Flags, not clocks: the simulation switches them in
+//! simulated time, so a run stays replayable.
 
 use std::io;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use rain_runtime::storage::{Layout, Storage, StorageError, StorageLayer};
@@ -20,6 +21,11 @@ pub enum DiskFault {
     ReadError,
     /// Reads succeed but every block read has its first byte flipped (bit rot, a bad cable).
     CorruptReads,
+    /// Writes stay in the drive's volatile cache until `flush` (fsync) puts them on the
+    /// platter; when the host crashes, what was not flushed is lost, as in a power cut. The
+    /// runtime's rule, "flush the data, then record the progress", is what keeps a restart
+    /// from trusting pieces whose bytes are gone.
+    VolatileWrites,
 }
 
 /// One host's disk: which faults are on, and what they did (shared by every incarnation of
@@ -29,12 +35,15 @@ pub struct Disk {
     full: AtomicBool,
     read_error: AtomicBool,
     corrupt_reads: AtomicBool,
+    volatile_writes: AtomicBool,
     /// Writes refused while full.
     failed_writes: AtomicU64,
     /// Reads failed with EIO.
     failed_reads: AtomicU64,
     /// Reads corrupted.
     corrupted_reads: AtomicU64,
+    /// Bytes written but never flushed when their host crashed.
+    lost_bytes: AtomicU64,
 }
 
 impl Disk {
@@ -43,6 +52,7 @@ impl Disk {
             DiskFault::Full => &self.full,
             DiskFault::ReadError => &self.read_error,
             DiskFault::CorruptReads => &self.corrupt_reads,
+            DiskFault::VolatileWrites => &self.volatile_writes,
         }
     }
 
@@ -57,6 +67,7 @@ impl Disk {
             failed_writes: self.failed_writes.load(Ordering::Relaxed),
             failed_reads: self.failed_reads.load(Ordering::Relaxed),
             corrupted_reads: self.corrupted_reads.load(Ordering::Relaxed),
+            lost_bytes: self.lost_bytes.load(Ordering::Relaxed),
         }
     }
 
@@ -71,6 +82,7 @@ impl Disk {
             Arc::new(FaultyStorage {
                 inner,
                 disk: disk.clone(),
+                unflushed: Mutex::default(),
             })
         })
     }
@@ -85,13 +97,74 @@ pub struct DiskCounters {
     pub failed_reads: u64,
     /// Reads corrupted.
     pub corrupted_reads: u64,
+    /// Bytes written but never flushed when their host crashed ([`DiskFault::VolatileWrites`]).
+    pub lost_bytes: u64,
 }
 
 /// A storage whose writes and reads fail (or lie) while its [`Disk`]'s faults are on.
+///
+/// One exists per incarnation of its host (the session builds it), so the volatile cache
+/// lives and dies with the host's software: a crash drops it with whatever it still holds.
 #[derive(Debug)]
 pub struct FaultyStorage {
     inner: Arc<dyn Storage>,
     disk: Arc<Disk>,
+    /// Writes not yet flushed, oldest first ([`DiskFault::VolatileWrites`]).
+    unflushed: Mutex<Vec<(u64, Vec<Bytes>)>>,
+}
+
+impl FaultyStorage {
+    fn unflushed(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Vec<Bytes>)>> {
+        self.unflushed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reads `buf` at `offset` as the drive would return it: the platter's bytes with the
+    /// cached writes over them. A range wholly in the cache does not touch the platter (the
+    /// file may not exist there yet); otherwise the platter's answer, error included, stands.
+    fn read_through_cache(&self, offset: u64, buf: &mut [u8]) -> Result<(), StorageError> {
+        let cache = self.unflushed();
+        if cache.is_empty() {
+            drop(cache);
+            return self.inner.read(offset, buf);
+        }
+        let mut covered = vec![false; buf.len()];
+        let end = offset + buf.len() as u64;
+        let overlay = |buf: &mut [u8], covered: &mut [bool]| {
+            for (at, blocks) in cache.iter() {
+                let bytes = blocks.iter().flat_map(|b| b.iter());
+                for (pos, b) in (*at..).zip(bytes) {
+                    if (offset..end).contains(&pos) {
+                        let i = (pos - offset) as usize;
+                        buf[i] = *b;
+                        covered[i] = true;
+                    }
+                }
+            }
+        };
+        overlay(buf, &mut covered);
+        if covered.iter().all(|c| *c) {
+            return Ok(());
+        }
+        self.inner.read(offset, buf)?;
+        overlay(buf, &mut covered);
+        Ok(())
+    }
+}
+
+impl Drop for FaultyStorage {
+    fn drop(&mut self) {
+        let lost: usize = self
+            .unflushed()
+            .iter()
+            .flat_map(|(_, blocks)| blocks)
+            .map(Bytes::len)
+            .sum();
+        self.disk
+            .lost_bytes
+            .fetch_add(lost as u64, Ordering::Relaxed);
+    }
 }
 
 fn io_error(kind: io::ErrorKind, what: &str) -> StorageError {
@@ -111,7 +184,7 @@ impl Storage for FaultyStorage {
             self.disk.failed_reads.fetch_add(1, Ordering::Relaxed);
             return Err(io_error(io::ErrorKind::Other, "input/output error"));
         }
-        self.inner.read(offset, buf)?;
+        self.read_through_cache(offset, buf)?;
         if self.disk.is(DiskFault::CorruptReads)
             && let Some(b) = buf.first_mut()
         {
@@ -129,10 +202,24 @@ impl Storage for FaultyStorage {
                 "no space left on device",
             ));
         }
+        let mut cache = self.unflushed();
+        // Once something is cached, later writes queue behind it so they land in order.
+        if self.disk.is(DiskFault::VolatileWrites) || !cache.is_empty() {
+            cache.push((offset, blocks.to_vec()));
+            return Ok(());
+        }
+        drop(cache);
         self.inner.write(offset, blocks)
     }
 
     fn flush(&self) -> Result<(), StorageError> {
+        let mut cache = self.unflushed();
+        while !cache.is_empty() {
+            let (offset, blocks) = &cache[0];
+            self.inner.write(*offset, blocks)?;
+            cache.remove(0);
+        }
+        drop(cache);
         self.inner.flush()
     }
 

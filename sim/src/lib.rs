@@ -2,15 +2,17 @@
 //!
 //! - [`net::TurmoilNet`]: the runtime's network trait over turmoil's simulated TCP, so every
 //!   simulated host runs a real [`rain_runtime::session::Session`] (real torrent and peer
-//!   tasks, real files and resume database in a temporary directory per host).
+//!   tasks, real files and resume database in a temporary directory per host); with the
+//!   network faults below the sockets: [`net::UdpChaos`] (datagrams lost, duplicated,
+//!   reordered) and [`net::Nat`] (hosts nobody can dial).
 //! - [`disk`]: disk faults (full, read errors, corrupt reads) under a host's real storage.
 //! - [`throttle`]: bandwidth faults, a host's uplink as a token bucket in simulated time.
 //! - [`content`]: torrents of random sizes, piece lengths and file layouts from a seed.
 //! - [`evil`]: hosts that speak the wire protocol and serve corrupt blocks, stall, or flood
 //!   requests.
 //! - [`scenario`]: who is in the swarm and the fault plan (latency and jitter per link,
-//!   partitions that heal, crashes with restart from the resume store, slow uplinks), from one
-//!   seed; with [`Scenario::dht`], peers find each other through the DHT only (a bare DHT node
+//!   partitions that heal, crashes with restart from the resume store, slow uplinks, lossy
+//!   UDP, hosts behind a NAT), from one seed, on IPv4 or IPv6 ([`Scenario::ipv6`]); with [`Scenario::dht`], peers find each other through the DHT only (a bare DHT node
 //!   on the host `router` to bootstrap from, and optionally DHT nodes that never answer); with
 //!   [`Scenario::tracker`], through a UDP tracker on the host `tracker` (and the DHT if on).
 //! - [`tracker`]: a minimal tracker (BEP 15 over UDP and BEP 3 over HTTP) that a turmoil
@@ -38,5 +40,6 @@ pub mod tracker;
 pub mod web;
 
 pub use content::{Content, ContentSpec};
+pub use net::{UdpChaos, UdpCounts};
 pub use run::{HostReport, Outcome, SimError, TraceEvent, run};
 pub use scenario::{Fault, HostId, Scenario, seed_from_env};

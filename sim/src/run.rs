@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -16,6 +16,7 @@ use rain_runtime::announce::{Announcer, NoAnnouncer};
 use rain_runtime::blocking::BlockingMode;
 use rain_runtime::dht::{DhtHandle, DhtSettings};
 use rain_runtime::net::Network;
+use rain_runtime::resume::{ResumeDb, ResumeDbOptions, unpack_bitfield};
 use rain_runtime::session::{AddOptions, Session, SessionConfig, SessionEvent};
 use rain_runtime::tracker_client::{TrackerClient, TrackerConfig};
 use rain_runtime::udp_tracker::UdpTrackerConfig;
@@ -25,7 +26,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::content::Content;
 use crate::disk::{Disk, DiskCounters, DiskFault};
 use crate::evil::{EvilPeer, Misbehaviour};
-use crate::net::TurmoilNet;
+use crate::net::{Nat, TurmoilNet, UdpChaos, UdpCounters, UdpCounts};
 use crate::safety::{Bounds, PeerLoad, violations};
 use crate::scenario::{Fault, HostId, SEED_ENV, Scenario};
 use crate::tracker::{self, TrackerStats};
@@ -94,6 +95,12 @@ pub struct Outcome {
     /// Announces the simulated tracker answered, over all its incarnations (0 without
     /// [`Scenario::tracker`]).
     pub tracker_announces: u64,
+    /// UDP requests the tracker got again byte for byte (duplicated by the network).
+    pub tracker_duplicate_requests: u64,
+    /// What [`Fault::Udp`] did to the datagrams of every host (zeros without it).
+    pub udp: UdpCounts,
+    /// Connections to hosts behind a [`Fault::Nat`] that were refused.
+    pub nat_refused: u64,
     /// What the webseed served (zeros without [`Scenario::webseed`]).
     pub web: WebCounters,
     /// The webseed's counters just before each [`Fault::Web`] changed its mode, with when
@@ -329,6 +336,50 @@ impl PeerHost {
         });
     }
 
+    /// After a crash, before the software starts again: every piece the resume store records
+    /// complete must be intact on disk (catalog rows R57/R59). A breach is a safety
+    /// violation of the run.
+    fn check_recorded_pieces_are_intact(&self) {
+        let db = self.dir.join("session.db");
+        let Ok(db) = ResumeDb::open(&db, &ResumeDbOptions::default()) else {
+            return;
+        };
+        let Ok(Some(record)) = db.get_torrent(TORRENT_ID) else {
+            return;
+        };
+        drop(db);
+        let Some(recorded) = record
+            .progress
+            .bitfield
+            .and_then(|b| unpack_bitfield(&b, self.content.pieces as usize))
+        else {
+            return;
+        };
+        let root = self.dir.join("data").join(TORRENT_ID);
+        let intact = match self.content.intact_pieces(&root) {
+            Ok(intact) => intact,
+            Err(e) => {
+                let at = sim_now();
+                lock(&self.board).unsafe_samples.push(format!(
+                    "{at:?} {}: cannot check the data after a crash: {e}",
+                    self.name
+                ));
+                return;
+            }
+        };
+        let broken: Vec<usize> = (0..recorded.len())
+            .filter(|&i| recorded[i] && !intact[i])
+            .collect();
+        if !broken.is_empty() {
+            let at = sim_now();
+            lock(&self.board).unsafe_samples.push(format!(
+                "{at:?} {}: pieces {broken:?} recorded complete but not intact on disk after a \
+                 crash",
+                self.name
+            ));
+        }
+    }
+
     async fn run(self) -> turmoil::Result {
         // Only a late joiner sleeps: even a zero sleep would cost the others a turmoil step.
         if let Some(wait) = self.join_at.checked_sub(sim_now()).filter(|d| !d.is_zero()) {
@@ -341,14 +392,20 @@ impl PeerHost {
             *n
         };
         self.record(format!("start #{incarnation}"), String::new());
+        if incarnation > 1 {
+            self.check_recorded_pieces_are_intact();
+        }
         let data_dir = self.dir.join("data");
         if self.seeder && !data_dir.exists() {
             self.content.write_to(&data_dir.join(TORRENT_ID))?;
         }
         let mut config = session_config(&self.dir, self.seed);
         config.storage_layer = self.disk.layer();
+        // The listeners (and the DHT) on the network's own family: `::` on an IPv6 one.
+        config.host = self.net.any(0).ip();
         if let Some(bootstrap) = &self.dht {
             enable_dht(&mut config, bootstrap.clone());
+            config.dht_host = self.net.any(0).ip();
         }
         let bounds = Bounds::of(&config);
         let mut prev_bytes = None;
@@ -508,7 +565,7 @@ pub fn sim_tracker_config() -> TrackerConfig {
 /// nobody; every rain host bootstraps from it. Runs until the simulation ends.
 async fn run_dht_router(net: TurmoilNet, seed: u64, board: SharedBoard) -> turmoil::Result {
     let settings = DhtSettings {
-        bind: SocketAddr::from((Ipv4Addr::UNSPECIFIED, DHT_PORT)),
+        bind: net.any(DHT_PORT),
         bootstrap: Vec::new(),
         saved_nodes: None,
         config: DhtConfig::default(),
@@ -538,9 +595,8 @@ async fn run_dht_router(net: TurmoilNet, seed: u64, board: SharedBoard) -> turmo
 }
 
 /// A silent DHT node: binds [`DHT_PORT`] and drops every datagram unanswered.
-async fn run_silent_dht(received: Arc<AtomicU64>) -> turmoil::Result {
-    let socket =
-        turmoil::net::UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, DHT_PORT))).await?;
+async fn run_silent_dht(net: TurmoilNet, received: Arc<AtomicU64>) -> turmoil::Result {
+    let socket = turmoil::net::UdpSocket::bind(net.any(DHT_PORT)).await?;
     let mut buf = vec![0u8; 4096];
     loop {
         socket.recv_from(&mut buf).await?;
@@ -554,6 +610,25 @@ fn host_seed(seed: u64, host: HostId) -> u64 {
     h.update(host.name().as_bytes());
     let d = h.finalize();
     u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+}
+
+/// The datagram faults of the run ([`Fault::Udp`]), if any.
+fn udp_chaos_of(s: &Scenario) -> Option<UdpChaos> {
+    s.faults.iter().find_map(|f| match f {
+        Fault::Udp { chaos } => Some(*chaos),
+        _ => None,
+    })
+}
+
+/// The hosts nobody can dial ([`Fault::Nat`]).
+fn nat_of(s: &Scenario) -> Vec<HostId> {
+    s.faults
+        .iter()
+        .filter_map(|f| match f {
+            Fault::Nat { host } => Some(*host),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A scheduled change to the simulated world.
@@ -613,7 +688,11 @@ fn schedule(s: &Scenario) -> Vec<(Duration, Action)> {
                 plan.push((*from, Action::Disk(*host, *fault, true)));
                 plan.push((*until, Action::Disk(*host, *fault, false)));
             }
-            Fault::Link { .. } | Fault::Uplink { .. } | Fault::Join { .. } => {}
+            Fault::Link { .. }
+            | Fault::Uplink { .. }
+            | Fault::Join { .. }
+            | Fault::Udp { .. }
+            | Fault::Nat { .. } => {}
         }
     }
     plan.sort_by_key(|(t, _)| *t);
@@ -647,16 +726,33 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
     );
     let board = SharedBoard::default();
     let names: Vec<String> = scenario.hosts().iter().map(|h| h.name()).collect();
-    let net = TurmoilNet::with_hosts(names);
+    let nat = Arc::new(Nat::new(nat_of(scenario).iter().map(|h| h.name())));
+    let net = TurmoilNet::with_hosts(names)
+        .with_nat(nat.clone())
+        .ipv6(scenario.ipv6);
+    // Each host's datagrams meet the run's UDP faults with an RNG of its own.
+    let udp_counters = Arc::new(UdpCounters::default());
+    let udp_net = |host: HostId, net: &TurmoilNet| match udp_chaos_of(scenario) {
+        Some(chaos) => net.with_udp_chaos(
+            chaos,
+            host_seed(seed, host) ^ 0x7564_7063_6861_6f73,
+            udp_counters.clone(),
+        ),
+        None => net.clone(),
+    };
     let deadline = scenario.faults_end() + scenario.budget;
-    let mut sim = turmoil::Builder::new()
+    let mut builder = turmoil::Builder::new();
+    builder
         .rng_seed(seed)
         .epoch(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
         .tick_duration(scenario.tick)
         .simulation_duration(deadline + TURMOIL_SLACK)
         .min_message_latency(scenario.latency.0)
-        .max_message_latency(scenario.latency.1.max(scenario.latency.0))
-        .build();
+        .max_message_latency(scenario.latency.1.max(scenario.latency.0));
+    if scenario.ipv6 {
+        builder.ip_version(turmoil::IpVersion::V6);
+    }
+    let mut sim = builder.build();
 
     // The silent nodes first: the router is the only bootstrap node that answers.
     let dht_bootstrap: Vec<String> = (0..scenario.silent_dht_nodes)
@@ -666,7 +762,7 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
         .collect();
     let silent_received = Arc::new(AtomicU64::new(0));
     for host in scenario.dht_hosts() {
-        let net = net.clone();
+        let net = udp_net(host, &net);
         let board = board.clone();
         let received = silent_received.clone();
         let host_seed = host_seed(seed, host);
@@ -674,15 +770,18 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
             HostId::DhtRouter => sim.host(host.name(), move || {
                 run_dht_router(net.clone(), host_seed, board.clone())
             }),
-            _ => sim.host(host.name(), move || run_silent_dht(received.clone())),
+            _ => sim.host(host.name(), move || {
+                run_silent_dht(net.clone(), received.clone())
+            }),
         }
     }
     let tracker_stats = Arc::new(TrackerStats::default());
     if scenario.tracker {
         let stats = tracker_stats.clone();
         let host_seed = host_seed(seed, HostId::Tracker);
+        let net = udp_net(HostId::Tracker, &net);
         sim.host(HostId::Tracker.name(), move || {
-            tracker::serve(host_seed, stats.clone())
+            tracker::serve_on(host_seed, stats.clone(), net.clone())
         });
     }
     // The webseed keeps its files and mode over a crash, as a disk would.
@@ -696,8 +795,9 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
         sim.host(HostId::Web.name(), move || {
             let (server, net) = (server.clone(), net.clone());
             async move {
-                let any = SocketAddr::from((Ipv4Addr::UNSPECIFIED, web::WEB_PORT));
-                server.serve(net.listen(any).await?).await;
+                server
+                    .serve(net.listen(net.any(web::WEB_PORT)).await?)
+                    .await;
                 Ok(())
             }
         });
@@ -731,7 +831,10 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
             tracker: scenario.tracker,
             join_at: join_of(scenario, host),
             disk: disks[&host].clone(),
-            net: uplink_of(scenario, host).map_or_else(|| net.clone(), |r| net.with_uplink(r)),
+            net: udp_net(
+                host,
+                &uplink_of(scenario, host).map_or_else(|| net.clone(), |r| net.with_uplink(r)),
+            ),
             board: board.clone(),
         };
         sim.host(host.name(), move || ctx.clone().run());
@@ -863,12 +966,19 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
                 .collect();
             if scenario.tracker {
                 stats.push(format!(
-                    "{}: {} announces, {} bad connection ids, swarms [{}]",
+                    "{}: {} announces, {} bad connection ids, {} duplicate requests, swarms [{}]",
                     HostId::Tracker,
                     tracker_stats.announces(),
                     tracker_stats.bad_connection_ids.load(Ordering::Relaxed),
+                    tracker_stats.duplicate_requests.load(Ordering::Relaxed),
                     tracker_stats.summary()
                 ));
+            }
+            if udp_chaos_of(scenario).is_some() {
+                stats.push(format!("udp: {:?}", udp_counters.counts()));
+            }
+            if nat.refused() > 0 {
+                stats.push(format!("nat: {} connections refused", nat.refused()));
             }
             return Err(SimError::Liveness {
                 seed,
@@ -937,6 +1047,9 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, SimError> {
         flood_requests_sent: flooded.load(Ordering::Relaxed),
         silent_dht_datagrams: silent_received.load(Ordering::Relaxed),
         tracker_announces: tracker_stats.announces(),
+        tracker_duplicate_requests: tracker_stats.duplicate_requests.load(Ordering::Relaxed),
+        udp: udp_counters.counts(),
+        nat_refused: nat.refused(),
         web: web_server.map(|w| w.counters()).unwrap_or_default(),
         web_changes,
         disks: disks.iter().map(|(h, d)| (*h, d.counters())).collect(),

@@ -8,6 +8,7 @@ use rain_proto::rng::{Rng, Seed};
 
 use crate::content::ContentSpec;
 use crate::disk::DiskFault;
+use crate::net::UdpChaos;
 use crate::web::WebMode;
 
 /// The environment variable that replaces a scenario's seed (`RAIN_SIM_SEED=<u64>`).
@@ -152,6 +153,20 @@ pub enum Fault {
         /// Its upload bandwidth.
         bytes_per_sec: u64,
     },
+    /// Every UDP datagram any host sends (the rain hosts' tracker and DHT sockets, the
+    /// tracker's replies, the DHT router's) goes through `chaos` for the whole run: lost,
+    /// duplicated or held back so that later ones overtake it ([`crate::net::UdpChaos`]).
+    Udp {
+        /// What happens to the datagrams.
+        chaos: UdpChaos,
+    },
+    /// Nobody can dial `host` for the whole run, as behind a NAT without a port forward: a
+    /// connection to it is refused ([`crate::net::Nat`]); it still dials out, and its UDP
+    /// requests are answered.
+    Nat {
+        /// Which host.
+        host: HostId,
+    },
 }
 
 impl Fault {
@@ -161,7 +176,9 @@ impl Fault {
             Fault::Partition { until, .. } | Fault::Disk { until, .. } => *until,
             Fault::Crash { at, restart, .. } => restart.unwrap_or(*at),
             Fault::Join { at, .. } | Fault::Web { at, .. } => *at,
-            Fault::Link { .. } | Fault::Uplink { .. } => Duration::ZERO,
+            Fault::Link { .. } | Fault::Uplink { .. } | Fault::Udp { .. } | Fault::Nat { .. } => {
+                Duration::ZERO
+            }
         }
     }
 }
@@ -217,6 +234,9 @@ pub struct Scenario {
     /// as this mode from the start ([`Fault::Web`] changes it later): the torrent's `url-list`
     /// and the magnets' `ws=` name it.
     pub webseed: Option<WebMode>,
+    /// Every host has an IPv6 address only (turmoil's `IpVersion::V6`, `fe80::/64`): the
+    /// sessions listen and run the DHT on `::`, and the tracker answers with IPv6 peers.
+    pub ipv6: bool,
 }
 
 impl fmt::Debug for Scenario {
@@ -225,7 +245,7 @@ impl fmt::Debug for Scenario {
             f,
             "seed={} (0x{:x}) content=[{:?}] seeders={} leechers={} (magnet {}) corrupt={} \
              stall={} flood={} leecher_links={} dht={} silent_dht={} tracker={}{} webseed={:?} \
-             latency={:?}..{:?} budget={:?} tick={:?} faults={:?}",
+             ipv6={} latency={:?}..{:?} budget={:?} tick={:?} faults={:?}",
             self.seed,
             self.seed,
             self.content,
@@ -241,6 +261,7 @@ impl fmt::Debug for Scenario {
             self.tracker,
             if self.http_tracker { " (http)" } else { "" },
             self.webseed,
+            self.ipv6,
             self.latency.0,
             self.latency.1,
             self.budget,
@@ -273,6 +294,7 @@ impl Scenario {
             tracker: false,
             http_tracker: false,
             webseed: None,
+            ipv6: false,
         }
     }
 
@@ -487,6 +509,12 @@ impl Scenario {
     /// Adds a webseed answering as `mode` (see [`Scenario::webseed`]).
     pub fn webseed(mut self, mode: WebMode) -> Self {
         self.webseed = Some(mode);
+        self
+    }
+
+    /// Makes every host IPv6-only (see [`Scenario::ipv6`]).
+    pub fn ipv6(mut self, on: bool) -> Self {
+        self.ipv6 = on;
         self
     }
 

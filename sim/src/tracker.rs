@@ -11,20 +11,27 @@
 //! port [`TRACKER_PORT`] and TCP port [`TRACKER_HTTP_PORT`] of a turmoil host. A crashed
 //! tracker loses its state: a restarted one starts with an empty swarm.
 //!
+//! It also counts the UDP requests that arrived twice ([`TrackerStats::duplicate_requests`]),
+//! to show that a duplicating UDP path was met. Over an
+//! IPv6 simulation it hands IPv6 announcers IPv6 peers (18 bytes each over UDP, BEP 15;
+//! `peers6` over HTTP, BEP 7).
+//!
 //! Everything it does is a function of the datagrams it receives and its seed (peer lists are
 //! kept in `BTreeMap`s, the sample of a large swarm is drawn from a seeded RNG), so a run stays
 //! reproducible.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rain_proto::rng::{Rng, Seed};
+use rain_runtime::net::{Datagram, Network};
 use sha1::{Digest, Sha1};
 
 use crate::http_server::{Request, read_request, respond};
+use crate::net::TurmoilNet;
 
 /// The UDP port the simulated tracker listens on.
 pub const TRACKER_PORT: u16 = 6969;
@@ -39,6 +46,11 @@ pub const PEER_TTL: Duration = Duration::from_secs(4 * 30);
 pub const DEFAULT_NUM_WANT: usize = 50;
 /// Most peers in one reply, whatever `numwant` says (1200 bytes: one datagram).
 pub const MAX_PEERS: usize = 200;
+/// A UDP request equal byte for byte to one from the same address within this long is a
+/// duplicate (rain's client gives every send, a retransmission too, a fresh transaction id).
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(10);
+/// Requests remembered per address for [`DUPLICATE_WINDOW`].
+const RECENT_REQUESTS: usize = 16;
 
 /// BEP 15's connect magic.
 const PROTOCOL_ID: u64 = 0x0417_2710_1980;
@@ -87,18 +99,19 @@ pub struct AnnounceReply {
     pub seeders: u32,
     /// Leechers in the swarm.
     pub leechers: u32,
-    /// Other peers (IPv4 only).
+    /// Other peers, of the announcer's address family.
     pub peers: Vec<SocketAddr>,
 }
 
-/// Peers in compact form (6 bytes each; IPv6 ones are skipped).
+/// Peers in compact form (6 bytes each for IPv4, 18 for IPv6).
 fn compact(peers: &[SocketAddr]) -> Vec<u8> {
     let mut out = Vec::with_capacity(peers.len() * 6);
     for a in peers {
-        if let IpAddr::V4(ip) = a.ip() {
-            out.extend_from_slice(&ip.octets());
-            out.extend_from_slice(&a.port().to_be_bytes());
+        match a.ip() {
+            IpAddr::V4(ip) => out.extend_from_slice(&ip.octets()),
+            IpAddr::V6(ip) => out.extend_from_slice(&ip.octets()),
         }
+        out.extend_from_slice(&a.port().to_be_bytes());
     }
     out
 }
@@ -119,6 +132,9 @@ pub struct TrackerStats {
     pub scrapes: AtomicU64,
     /// Requests dropped for a connection id this incarnation did not give out.
     pub bad_connection_ids: AtomicU64,
+    /// UDP requests that arrived again byte for byte within [`DUPLICATE_WINDOW`] (the network
+    /// duplicated them; each copy is answered, as a real tracker would).
+    pub duplicate_requests: AtomicU64,
     /// Times the tracker software started (1 on the first start).
     pub incarnations: AtomicU64,
     /// A one-line summary of the swarms after the last announce (for failure reports).
@@ -162,6 +178,8 @@ pub struct TrackerState {
     swarms: BTreeMap<[u8; 20], BTreeMap<SocketAddr, PeerEntry>>,
     /// `completed` events seen per info-hash (the scrape's `downloaded`).
     completed: BTreeMap<[u8; 20], u32>,
+    /// The latest UDP requests from each address, with when they came.
+    recent: BTreeMap<SocketAddr, Vec<(Duration, Vec<u8>)>>,
     rng: Rng,
     stats: Arc<TrackerStats>,
 }
@@ -175,6 +193,7 @@ impl TrackerState {
             secret,
             swarms: BTreeMap::new(),
             completed: BTreeMap::new(),
+            recent: BTreeMap::new(),
             rng,
             stats,
         }
@@ -203,6 +222,7 @@ impl TrackerState {
         if p.len() < 16 {
             return None;
         }
+        self.note_duplicate(now, from, p);
         let connection_id = u64::from_be_bytes(p[0..8].try_into().ok()?);
         let action = u32::from_be_bytes(p[8..12].try_into().ok()?);
         let tid = &p[12..16];
@@ -240,6 +260,20 @@ impl TrackerState {
         Some(reply)
     }
 
+    /// Counts `p` as a duplicate if a recent request from `from` was the same, and remembers
+    /// it.
+    fn note_duplicate(&mut self, now: Duration, from: SocketAddr, p: &[u8]) {
+        let recent = self.recent.entry(from).or_default();
+        recent.retain(|(at, _)| now.saturating_sub(*at) <= DUPLICATE_WINDOW);
+        if recent.iter().any(|(_, q)| q == p) {
+            TrackerStats::bump(&self.stats.duplicate_requests);
+        }
+        if recent.len() >= RECENT_REQUESTS {
+            recent.remove(0);
+        }
+        recent.push((now, p.to_vec()));
+    }
+
     /// Records `req` and picks the peers to hand back.
     pub fn announce(&mut self, now: Duration, req: &AnnounceRequest) -> AnnounceReply {
         let me = req.peer;
@@ -247,7 +281,7 @@ impl TrackerState {
         swarm.retain(|_, e| now.saturating_sub(e.seen) < PEER_TTL);
         let others: Vec<SocketAddr> = swarm
             .keys()
-            .filter(|a| **a != me && matches!(a.ip(), IpAddr::V4(_)))
+            .filter(|a| **a != me && a.is_ipv4() == me.is_ipv4())
             .copied()
             .collect();
         // stopped: forget it, and send no peers; completed is counted for scrapes.
@@ -352,13 +386,16 @@ impl TrackerState {
                 let r = self.announce(now, &announce);
                 let peers = compact(&r.peers);
                 let mut body = format!(
-                    "d8:completei{}e10:incompletei{}e8:intervali{}e5:peers{}:",
-                    r.seeders,
-                    r.leechers,
-                    r.interval,
-                    peers.len()
+                    "d8:completei{}e10:incompletei{}e8:intervali{}e",
+                    r.seeders, r.leechers, r.interval,
                 )
                 .into_bytes();
+                // IPv6 announcers get IPv6 peers, under `peers6` (BEP 7).
+                if from.is_ipv6() {
+                    body.extend_from_slice(format!("5:peers0:6:peers6{}:", peers.len()).as_bytes());
+                } else {
+                    body.extend_from_slice(format!("5:peers{}:", peers.len()).as_bytes());
+                }
                 body.extend_from_slice(&peers);
                 body.push(b'e');
                 ("200 OK", body)
@@ -427,13 +464,18 @@ impl TrackerState {
 /// crash too) begins with empty swarms and a fresh connection-id key, derived from `seed` and
 /// the incarnation.
 pub async fn serve(seed: u64, stats: Arc<TrackerStats>) -> turmoil::Result {
+    serve_on(seed, stats, TurmoilNet::new()).await
+}
+
+/// [`serve`] with sockets from `net`: its replies meet the host's UDP faults
+/// ([`TurmoilNet::with_udp_chaos`]), and it binds the network's address family.
+pub async fn serve_on(seed: u64, stats: Arc<TrackerStats>, net: TurmoilNet) -> turmoil::Result {
     let incarnation = stats.incarnations.fetch_add(1, Ordering::Relaxed) + 1;
     let state = Arc::new(Mutex::new(TrackerState::new(
         seed ^ incarnation.wrapping_mul(0x9e37_79b9_7f4a_7c15),
         stats,
     )));
-    let any = |port| SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
-    let listener = turmoil::net::TcpListener::bind(any(TRACKER_HTTP_PORT)).await?;
+    let listener = turmoil::net::TcpListener::bind(net.any(TRACKER_HTTP_PORT)).await?;
     let http = state.clone();
     tokio::spawn(async move {
         while let Ok((mut sock, from)) = listener.accept().await {
@@ -446,7 +488,7 @@ pub async fn serve(seed: u64, stats: Arc<TrackerStats>) -> turmoil::Result {
             });
         }
     });
-    let socket = turmoil::net::UdpSocket::bind(any(TRACKER_PORT)).await?;
+    let socket = net.bind_udp(net.any(TRACKER_PORT)).await?;
     let mut buf = vec![0u8; 2048];
     loop {
         let (n, from) = socket.recv_from(&mut buf).await?;
@@ -467,6 +509,8 @@ fn lock(state: &Mutex<TrackerState>) -> std::sync::MutexGuard<'_, TrackerState> 
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
 
     const HASH: [u8; 20] = [7; 20];

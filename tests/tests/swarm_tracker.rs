@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use rain_sim::{
-    ContentSpec, Fault, HostId, Outcome, Scenario, SimError, run, seed_from_env, tracker,
+    ContentSpec, Fault, HostId, Outcome, Scenario, SimError, UdpChaos, run, seed_from_env, tracker,
 };
 
 /// Runs `s` and panics with the replayable error on failure.
@@ -202,4 +202,72 @@ fn tracker_runs_are_reproducible() {
     );
     assert_eq!(a.tracker_announces, b.tracker_announces);
     assert_eq!(a.steps, b.steps);
+}
+
+/// UDP links that lose a quarter of the datagrams, send a quarter twice and hold back a third
+/// for up to 1.5 s (past the sessions' 1 s retransmission timeout, so a reply often comes
+/// after its request was resent under a fresh transaction id, and later datagrams overtake
+/// it). Every host's datagrams meet it: the sessions' requests and the tracker's replies.
+fn lossy_udp() -> Fault {
+    Fault::Udp {
+        chaos: UdpChaos {
+            loss: 25,
+            duplicate: 25,
+            reorder: 33,
+            delay: Duration::from_millis(1500),
+        },
+    }
+}
+
+/// R70: the [`tracker_only`] swarm over lossy, duplicating, reordering UDP. Every leecher
+/// completes through the tracker; the fault was real (datagrams dropped, duplicated and held
+/// back); the sessions retransmitted what was lost (the same request again under a fresh
+/// transaction id) and were not confused by the duplicated and late replies (a reply
+/// whose transaction id is not the current one's is ignored; the swarm still forms).
+#[test]
+fn udp_tracker_with_lossy_duplicating_reordering_links() {
+    let seed = seed_from_env(0x5eed_7a06);
+    // The same swarm on clean links resends nothing: resends below are the fault's doing.
+    let clean = run_ok(&tracker_only(seed));
+    assert_eq!(
+        clean.udp.resent, 0,
+        "seed {seed}: clean links: {:?}",
+        clean.udp
+    );
+    let s = tracker_only(seed).fault(lossy_udp());
+    let out = run_ok(&s);
+    assert_eq!(out.completed.len(), 4, "every leecher completed");
+    let u = out.udp;
+    eprintln!(
+        "rain-sim: udp {u:?}, tracker: {} duplicate requests",
+        out.tracker_duplicate_requests
+    );
+    assert!(
+        u.dropped > 0 && u.duplicated > 0 && u.delayed > 0,
+        "seed {seed}: the fault was real: {u:?}"
+    );
+    assert!(
+        u.resent > 0,
+        "seed {seed}: lost requests or replies were retransmitted: {u:?}"
+    );
+    assert!(
+        out.tracker_duplicate_requests > 0,
+        "seed {seed}: the tracker got duplicated requests (and answered each)"
+    );
+    assert!(
+        out.tracker_announces >= 5,
+        "every session announced: {} announces",
+        out.tracker_announces
+    );
+    // The faults come from per-host RNGs seeded from the scenario's seed: a replay is exact.
+    let again = run_ok(&s);
+    assert_eq!(
+        again.trace_hash(),
+        out.trace_hash(),
+        "seed {seed}: same trace"
+    );
+    assert_eq!(
+        again.udp, out.udp,
+        "seed {seed}: the same datagrams met the same faults"
+    );
 }
