@@ -52,11 +52,12 @@ pub struct ClientArgs {
     pub command: ClientCommand,
 }
 
-/// `--id`, required by every per-torrent subcommand.
+/// `--id`, required by every per-torrent subcommand. Generated ids are base64url and may start
+/// with `-`, so a value that looks like a flag is still taken as the id.
 #[derive(Debug, Args)]
 pub struct IdArg {
     /// Torrent ID.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub id: String,
 }
 
@@ -64,7 +65,7 @@ pub struct IdArg {
 #[derive(Debug, Args)]
 pub struct IdJsonArgs {
     /// Torrent ID.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub id: String,
     /// Print JSON (the default; accepted for symmetry with `stats`).
     #[arg(long)]
@@ -90,7 +91,7 @@ pub struct AddArgs {
     #[arg(long)]
     pub sequential: bool,
     /// Torrent ID (default: a unique one is generated).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub id: Option<String>,
 }
 
@@ -110,7 +111,7 @@ pub enum ClientCommand {
     /// Remove a torrent (and its data unless --keep-data).
     Remove {
         /// Torrent ID.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         id: String,
         /// Keep the downloaded files.
         #[arg(long)]
@@ -121,7 +122,7 @@ pub enum ClientCommand {
     /// Print the stats of a torrent.
     Stats {
         /// Torrent ID.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         id: String,
         /// Print raw stats as JSON.
         #[arg(long)]
@@ -146,7 +147,7 @@ pub enum ClientCommand {
     /// Add a peer to a torrent.
     AddPeer {
         /// Torrent ID.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         id: String,
         /// Peer address, host:port.
         #[arg(long)]
@@ -155,7 +156,7 @@ pub enum ClientCommand {
     /// Add a tracker to a torrent.
     AddTracker {
         /// Torrent ID.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         id: String,
         /// Tracker URL.
         #[arg(short, long)]
@@ -176,7 +177,7 @@ pub enum ClientCommand {
     /// Move a torrent to another rain server.
     Move {
         /// Torrent ID.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         id: String,
         /// The other server, e.g. http://host:7246 (http:// is assumed without a scheme).
         #[arg(long)]
@@ -185,7 +186,7 @@ pub enum ClientCommand {
     /// Save the .torrent file of a torrent.
     Torrent {
         /// Torrent ID.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         id: String,
         /// Where to write the .torrent.
         #[arg(short, long)]

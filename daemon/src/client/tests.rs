@@ -477,13 +477,14 @@ fn id_subcommands_send_an_id_object() {
     ];
     let server = FakeServer::start();
     for (sub, _) in cases {
-        server.rain(&[sub, "--id", "abc"]).unwrap();
+        // Generated ids are base64url: one in 64 starts with `-`.
+        server.rain(&[sub, "--id", "-EQ_abc"]).unwrap();
     }
     let calls = server.calls();
     assert_eq!(calls.len(), cases.len());
     for ((sub, method), call) in cases.iter().zip(&calls) {
         assert_eq!(call.method, *method, "{sub}");
-        assert_eq!(call.params, Some(json!({ "ID": "abc" })), "{sub}");
+        assert_eq!(call.params, Some(json!({ "ID": "-EQ_abc" })), "{sub}");
     }
 }
 
