@@ -5,6 +5,7 @@
 //! the host throws away (a power cut). Flags, not clocks: the simulation switches them in
 //! simulated time, so a run stays replayable.
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -110,11 +111,11 @@ pub struct FaultyStorage {
     inner: Arc<dyn Storage>,
     disk: Arc<Disk>,
     /// Writes not yet flushed, oldest first ([`DiskFault::VolatileWrites`]).
-    unflushed: Mutex<Vec<(u64, Vec<Bytes>)>>,
+    unflushed: Mutex<VecDeque<(u64, Vec<Bytes>)>>,
 }
 
 impl FaultyStorage {
-    fn unflushed(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Vec<Bytes>)>> {
+    fn unflushed(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, Vec<Bytes>)>> {
         self.unflushed
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -131,15 +132,19 @@ impl FaultyStorage {
         }
         let mut covered = vec![false; buf.len()];
         let end = offset + buf.len() as u64;
+        // Each cached block laid over the part of `buf` it overlaps, oldest first.
         let overlay = |buf: &mut [u8], covered: &mut [bool]| {
             for (at, blocks) in cache.iter() {
-                let bytes = blocks.iter().flat_map(|b| b.iter());
-                for (pos, b) in (*at..).zip(bytes) {
-                    if (offset..end).contains(&pos) {
-                        let i = (pos - offset) as usize;
-                        buf[i] = *b;
-                        covered[i] = true;
+                let mut pos = *at;
+                for block in blocks {
+                    let (from, to) = (pos.max(offset), (pos + block.len() as u64).min(end));
+                    if from < to {
+                        let dst = (from - offset) as usize..(to - offset) as usize;
+                        let src = (from - pos) as usize..(to - pos) as usize;
+                        buf[dst.clone()].copy_from_slice(&block[src]);
+                        covered[dst].fill(true);
                     }
+                    pos += block.len() as u64;
                 }
             }
         };
@@ -205,7 +210,7 @@ impl Storage for FaultyStorage {
         let mut cache = self.unflushed();
         // Once something is cached, later writes queue behind it so they land in order.
         if self.disk.is(DiskFault::VolatileWrites) || !cache.is_empty() {
-            cache.push((offset, blocks.to_vec()));
+            cache.push_back((offset, blocks.to_vec()));
             return Ok(());
         }
         drop(cache);
@@ -214,10 +219,10 @@ impl Storage for FaultyStorage {
 
     fn flush(&self) -> Result<(), StorageError> {
         let mut cache = self.unflushed();
-        while !cache.is_empty() {
-            let (offset, blocks) = &cache[0];
+        // Oldest first; a failed write stays cached with everything after it.
+        while let Some((offset, blocks)) = cache.front() {
             self.inner.write(*offset, blocks)?;
-            cache.remove(0);
+            cache.pop_front();
         }
         drop(cache);
         self.inner.flush()
@@ -229,5 +234,61 @@ impl Storage for FaultyStorage {
 
     fn allocate(&self) -> Result<(), StorageError> {
         self.inner.allocate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rain_proto::metainfo::{Limits, Metainfo};
+    use rain_runtime::storage::MemoryStorage;
+
+    use super::*;
+    use crate::ContentSpec;
+
+    /// Reads see cached writes over the platter, wholly cached ranges skip it, a flush
+    /// empties the cache in order, and a drop with writes still cached counts them lost.
+    #[test]
+    fn volatile_writes_are_read_back_flushed_in_order_or_lost() {
+        let tmp = tempfile::tempdir().unwrap();
+        let content = ContentSpec::single(1, 64 * 1024, 16 * 1024)
+            .materialize(tmp.path())
+            .unwrap();
+        let info = Metainfo::from_bytes(&content.torrent, &Limits::default())
+            .unwrap()
+            .info;
+        let platter = Arc::new(MemoryStorage::new(&info));
+        let disk = Arc::new(Disk::default());
+        let storage = disk.layer().apply(platter.clone());
+        storage.write(0, &[Bytes::from(vec![1u8; 100])]).unwrap();
+        disk.set(DiskFault::VolatileWrites, true);
+        let two = [Bytes::from(vec![2u8; 30]), Bytes::from(vec![3u8; 30])];
+        storage.write(50, &two).unwrap();
+        storage.write(70, &[Bytes::from(vec![4u8; 10])]).unwrap();
+        let mut want = vec![1u8; 120];
+        want[50..80].fill(2);
+        want[80..110].fill(3);
+        want[70..80].fill(4);
+        want[110..].fill(0);
+        let mut buf = vec![9u8; 120];
+        storage.read(0, &mut buf).unwrap();
+        assert_eq!(buf, want, "cache over platter");
+        let mut buf = vec![0u8; 20];
+        storage.read(60, &mut buf).unwrap();
+        assert_eq!(buf, want[60..80], "wholly cached");
+        let mut on_platter = vec![0u8; 120];
+        platter.read(0, &mut on_platter).unwrap();
+        assert_eq!(
+            on_platter[50..60],
+            [1; 10],
+            "nothing reached the platter yet"
+        );
+        storage.flush().unwrap();
+        platter.read(0, &mut on_platter).unwrap();
+        assert_eq!(on_platter, want, "flushed in order");
+        storage.write(0, &[Bytes::from(vec![5u8; 7])]).unwrap();
+        drop(storage);
+        assert_eq!(disk.counters().lost_bytes, 7);
+        platter.read(0, &mut on_platter).unwrap();
+        assert_eq!(on_platter, want, "the lost write never landed");
     }
 }
