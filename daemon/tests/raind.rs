@@ -9,7 +9,10 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{RAIN, RAIND, Raind, WAIT, free_port, http_post, make_torrent, one_error_line, rain};
+use common::{
+    RAIN, RAIND, Raind, WAIT, free_port, http_post, make_torrent, one_error_line, rain,
+    shell_script, status_and_body,
+};
 use serde_json::{Value, json};
 
 #[test]
@@ -476,19 +479,13 @@ fn on_complete_cmd_runs_once_per_torrent() {
     let (torrent, _) = make_torrent(tmp.path(), "hook.bin", 70_000);
     let marker = tmp.path().join("hook.log");
     let script = tmp.path().join("hook.sh");
-    std::fs::write(
+    shell_script(
         &script,
-        format!(
-            "#!/bin/sh\necho \"$RAIN_TORRENT_ID $RAIN_TORRENT_NAME $RAIN_TORRENT_HASH\" >> {}\n",
+        &format!(
+            "echo \"$RAIN_TORRENT_ID $RAIN_TORRENT_NAME $RAIN_TORRENT_HASH\" >> {}\n",
             marker.display()
         ),
-    )
-    .unwrap();
-    Command::new("chmod")
-        .arg("+x")
-        .arg(&script)
-        .status()
-        .unwrap();
+    );
     let mut d = Raind::start(
         &tmp.path().join("d"),
         &format!("on-complete-cmd: [\"{}\"]\n", script.display()),
@@ -570,19 +567,13 @@ fn on_complete_cmd_passes_hostile_names_verbatim() {
     ];
     let marker = tmp.path().join("hook.log");
     let script = tmp.path().join("hook.sh");
-    std::fs::write(
+    shell_script(
         &script,
-        format!(
-            "#!/bin/sh\nprintf '%s|%s\\n' \"$RAIN_TORRENT_ID\" \"$RAIN_TORRENT_NAME\" >> '{}'\n",
+        &format!(
+            "printf '%s|%s\\n' \"$RAIN_TORRENT_ID\" \"$RAIN_TORRENT_NAME\" >> '{}'\n",
             marker.display()
         ),
-    )
-    .unwrap();
-    Command::new("chmod")
-        .arg("+x")
-        .arg(&script)
-        .status()
-        .unwrap();
+    );
     let d = Raind::start(
         &tmp.path().join("d"),
         &format!("on-complete-cmd: [\"{}\"]\n", script.display()),
@@ -714,14 +705,7 @@ fn exchange(url: &str, request: &[u8], from: Option<&str>) -> (u16, String) {
     let _ = s.write_all(request);
     let mut resp = Vec::new();
     let _ = s.read_to_end(&mut resp);
-    let resp = String::from_utf8_lossy(&resp).into_owned();
-    let status = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, body.to_owned())
+    status_and_body(&String::from_utf8_lossy(&resp))
 }
 
 fn json_post(url: &str, auth: Option<&str>, body: &str) -> Vec<u8> {

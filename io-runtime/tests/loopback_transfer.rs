@@ -99,17 +99,22 @@ async fn wait_status(s: &Session, id: &str, want: Status) {
     }
 }
 
+/// A runtime with `workers` threads, time and I/O enabled.
+fn runtime(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 fn data_root(dir: &Path, id: &str) -> PathBuf {
     dir.join("data").join(id).join("payload")
 }
 
 #[test]
 fn loopback_transfer() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime(2);
     let tmp = tempfile::tempdir().unwrap();
     let (dir_a, dir_b, dir_p, dir_c) = (
         tmp.path().join("a"),
@@ -188,11 +193,7 @@ fn loopback_transfer() {
     assert!(p_have > 0 && p_have < info.piece_count());
     let p_addr = format!("127.0.0.1:{}", p.get("part").unwrap().port);
     {
-        let rt_c = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt_c = runtime(1);
         let c = rt_c.block_on(async {
             let c = Session::new(config(&dir_c, port_c, 5)).await.unwrap();
             c.add_torrent(&torrent, fixed("crash")).await.unwrap();
@@ -328,11 +329,7 @@ impl Storage for GatedStorage {
 /// with identical bytes (R55).
 #[test]
 fn a_stalled_disk_bounds_memory_and_keeps_the_session_responsive() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime(2);
     let tmp = tempfile::tempdir().unwrap();
     let (dir_a, dir_b) = (tmp.path().join("a"), tmp.path().join("b"));
     let [port_a, port_b, ..] = free_ports();

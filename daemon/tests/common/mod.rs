@@ -223,14 +223,26 @@ pub fn http_post(url: &str, headers: &[(&str, &str)], body: &str) -> (u16, Strin
     s.write_all(req.as_bytes()).unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
+    status_and_body(&resp)
+}
+
+/// The status code (0 if there is none) and the body of a raw HTTP/1.1 response. jsonrpsee
+/// answers with Content-Length; a chunked body would need decoding.
+pub fn status_and_body(resp: &str) -> (u16, String) {
     let status = resp
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    // jsonrpsee answers with Content-Length; a chunked body would need decoding.
     (status, body.to_owned())
+}
+
+/// An executable `sh` script at `path` with `body` after its `#!/bin/sh` line.
+pub fn shell_script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 /// Writes `len` pseudo-random bytes to `path`.

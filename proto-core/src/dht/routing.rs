@@ -563,6 +563,20 @@ mod tests {
         SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)), 6881)
     }
 
+    /// An id of bytes `b` in the half of the id space away from an all-zero own id.
+    fn far(b: u8) -> NodeId {
+        let mut id = NodeId([b; 20]);
+        id.0[0] |= 0x80;
+        id
+    }
+
+    /// An id of bytes `b` in the half of the id space near an all-zero own id.
+    fn near(b: u8) -> NodeId {
+        let mut id = NodeId([b; 20]);
+        id.0[0] &= 0x7f;
+        id
+    }
+
     #[test]
     fn splits_around_own_id_and_respects_bounds() {
         let mut rng = Rng::new(Seed::from_u64(5));
@@ -629,16 +643,6 @@ mod tests {
         let mut t = RoutingTable::new(own, cfg, Instant::ZERO);
         let t0 = Instant::ZERO;
         // Three nodes in the far half (bucket 0 after one split).
-        let far = |b: u8| {
-            let mut id = NodeId([b; 20]);
-            id.0[0] |= 0x80;
-            id
-        };
-        let near = |b: u8| {
-            let mut id = NodeId([b; 20]);
-            id.0[0] &= 0x7f;
-            id
-        };
         assert_eq!(
             t.heard_from(t0, far(1), addr(1), Seen::Response),
             Insert::Added
@@ -817,16 +821,6 @@ mod tests {
             ..RoutingConfig::default()
         };
         let now = Instant::ZERO;
-        let far = |b: u8| {
-            let mut id = NodeId([b; 20]);
-            id.0[0] |= 0x80;
-            id
-        };
-        let near = |b: u8| {
-            let mut id = NodeId([b; 20]);
-            id.0[0] &= 0x7f;
-            id
-        };
         let mut t = RoutingTable::new(own, cfg, now);
         // One attacker /24 tries to fill the far bucket.
         let mut added = 0;
