@@ -20,6 +20,8 @@ pub enum DiskFault {
     Full,
     /// Every read fails with EIO.
     ReadError,
+    /// Every write fails with EIO (a failing drive, a yanked USB disk).
+    WriteError,
     /// Reads succeed but every block read has its first byte flipped (bit rot, a bad cable).
     CorruptReads,
     /// Writes stay in the drive's volatile cache until `flush` (fsync) puts them on the
@@ -35,9 +37,10 @@ pub enum DiskFault {
 pub struct Disk {
     full: AtomicBool,
     read_error: AtomicBool,
+    write_error: AtomicBool,
     corrupt_reads: AtomicBool,
     volatile_writes: AtomicBool,
-    /// Writes refused while full.
+    /// Writes refused while full or failing.
     failed_writes: AtomicU64,
     /// Reads failed with EIO.
     failed_reads: AtomicU64,
@@ -52,6 +55,7 @@ impl Disk {
         match fault {
             DiskFault::Full => &self.full,
             DiskFault::ReadError => &self.read_error,
+            DiskFault::WriteError => &self.write_error,
             DiskFault::CorruptReads => &self.corrupt_reads,
             DiskFault::VolatileWrites => &self.volatile_writes,
         }
@@ -92,7 +96,7 @@ impl Disk {
 /// A snapshot of a [`Disk`]'s counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DiskCounters {
-    /// Writes refused while full.
+    /// Writes refused while full or failing.
     pub failed_writes: u64,
     /// Reads failed with EIO.
     pub failed_reads: u64,
@@ -200,12 +204,16 @@ impl Storage for FaultyStorage {
     }
 
     fn write(&self, offset: u64, blocks: &[Bytes]) -> Result<(), StorageError> {
-        if self.disk.is(DiskFault::Full) {
+        let refused = if self.disk.is(DiskFault::Full) {
+            Some((io::ErrorKind::StorageFull, "no space left on device"))
+        } else if self.disk.is(DiskFault::WriteError) {
+            Some((io::ErrorKind::Other, "input/output error"))
+        } else {
+            None
+        };
+        if let Some((kind, what)) = refused {
             self.disk.failed_writes.fetch_add(1, Ordering::Relaxed);
-            return Err(io_error(
-                io::ErrorKind::StorageFull,
-                "no space left on device",
-            ));
+            return Err(io_error(kind, what));
         }
         let mut cache = self.unflushed();
         // Once something is cached, later writes queue behind it so they land in order.

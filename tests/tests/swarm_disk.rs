@@ -30,41 +30,50 @@ fn stopped_with_error(out: &Outcome, host: HostId) -> Option<(Duration, String)>
         .map(|e| (e.at, e.what.clone()))
 }
 
-/// A leecher's disk is full for its first 3 s: its torrent stops with the write error; the
-/// user restarts the server at 4 s (a crash and restart here) and the download completes with
-/// the right bytes, the other leecher undisturbed.
+/// A leecher's disk is full, or fails every write with EIO, for its first 3 s: its torrent
+/// stops with the write error; the user restarts the server at 4 s (a crash and restart here)
+/// and the download completes with the right bytes, the other leecher undisturbed.
 #[test]
-fn a_full_disk_stops_the_torrent_and_a_restart_completes() {
+fn a_full_or_failing_disk_stops_the_torrent_and_a_restart_completes() {
     let seed = seed_from_env(0xd15c_0001);
     let leech = HostId::Leecher(0);
-    let s = Scenario::new(seed)
-        .leechers(2)
-        .content(ContentSpec::random_between(seed, 512 << 10, 1 << 20, 3))
-        .fault(Fault::Disk {
-            host: leech,
-            fault: DiskFault::Full,
-            from: Duration::ZERO,
-            until: secs(3),
-        })
-        .fault(Fault::Crash {
-            host: leech,
-            at: secs(4),
-            restart: Some(secs(4) + Duration::from_millis(500)),
-        });
-    let out = run_ok(&s);
-    let (at, what) = stopped_with_error(&out, leech).expect("the write error stopped the torrent");
-    assert!(at < secs(3), "{what} at {at:?}");
-    assert!(
-        what.contains("piece write error: disk error: no storage space"),
-        "{what}"
-    );
-    assert!(out.disks[&leech].failed_writes >= 1);
-    assert!(
-        out.completed[&leech] > secs(4),
-        "completed after the restart"
-    );
-    assert_eq!(out.completed.len(), 2);
-    assert!(stopped_with_error(&out, HostId::Leecher(1)).is_none());
+    for (fault, message) in [
+        (
+            DiskFault::Full,
+            "piece write error: disk error: no storage space",
+        ),
+        (
+            DiskFault::WriteError,
+            "piece write error: disk error: other error",
+        ),
+    ] {
+        let s = Scenario::new(seed)
+            .leechers(2)
+            .content(ContentSpec::random_between(seed, 512 << 10, 1 << 20, 3))
+            .fault(Fault::Disk {
+                host: leech,
+                fault,
+                from: Duration::ZERO,
+                until: secs(3),
+            })
+            .fault(Fault::Crash {
+                host: leech,
+                at: secs(4),
+                restart: Some(secs(4) + Duration::from_millis(500)),
+            });
+        let out = run_ok(&s);
+        let (at, what) =
+            stopped_with_error(&out, leech).expect("the write error stopped the torrent");
+        assert!(at < secs(3), "{fault:?}: {what} at {at:?}");
+        assert!(what.contains(message), "{fault:?}: {what}");
+        assert!(out.disks[&leech].failed_writes >= 1);
+        assert!(
+            out.completed[&leech] > secs(4),
+            "{fault:?}: completed after the restart"
+        );
+        assert_eq!(out.completed.len(), 2);
+        assert!(stopped_with_error(&out, HostId::Leecher(1)).is_none());
+    }
 }
 
 /// Two seeders and three leechers.
