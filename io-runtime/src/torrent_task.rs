@@ -11,9 +11,11 @@
 //!   to a peer go through its bounded outbox; a peer whose outbox is full is disconnected.
 //! - Disk: blocks to upload are read on blocking threads; complete pieces are SHA-1 hashed
 //!   from memory and written on a blocking pool bounded by the session's hashing semaphore.
-//! - Before the machine starts, the data is checked: a stored bitfield is trusted after a
-//!   clean shutdown when every file exists; otherwise existing data is verified (status
-//!   Verifying); a torrent without any file starts empty.
+//! - Before the machine starts, the data is checked ([`start_check`]): the recorded pieces
+//!   are trusted after a clean shutdown; after a crash the unrecorded pieces are hashed (they
+//!   may have been written after the last progress write); the pieces of a missing file are
+//!   always hashed; without a stored bitfield everything is (status Verifying); a torrent
+//!   without any file starts empty.
 //! - Webseeds: the machine's webseed requests run on [`crate::webseed`]'s tasks, whose body
 //!   chunks come back through the inbox like peer messages.
 //! - Resume: progress is written every `resume-write-interval`, at completion and at stop,
@@ -55,8 +57,8 @@ use crate::peer_task::{Registration, run_handshaked};
 use crate::rate_limit::SpeedLimits;
 use crate::resume::{Progress, ResumeDb, TorrentRecord, pack_bitfield, unpack_bitfield};
 use crate::session::{SessionError, SessionEvent, TorrentStats};
-use crate::storage::{FileCache, FileStorage, FileStorageOptions, Storage};
-use crate::verify::{VerifyError, VerifyOptions, verify};
+use crate::storage::{FileCache, FileStorage, FileStorageOptions, Storage, StorageError};
+use crate::verify::{StartCheck, VerifyError, VerifyOptions, merge_checked, start_check, verify};
 use crate::webseed::{Report as WebseedReport, Runner as WebseedRunner, WebseedSettings};
 use rain_proto::webseed::WebseedStatus;
 
@@ -282,6 +284,9 @@ struct Task<N: Network> {
     machine: Torrent,
     /// The machine's bitfield reflects the data (verified or trusted).
     trusted: bool,
+    /// The pieces the resume store holds complete, until the machine is trusted: a start
+    /// hashes only what may differ from them ([`start_check`]).
+    recorded: Option<Vec<bool>>,
     /// The stored bitfield, written back unchanged until the machine is trusted.
     stored_bitfield: Option<Vec<u8>>,
     storage: Option<Arc<dyn Storage>>,
@@ -306,16 +311,16 @@ pub(crate) fn spawn<N: Network>(shared: Arc<Shared<N>>, spec: TaskSpec) -> TaskH
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
     let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_CAPACITY);
     let mut rng = Rng::new(spec.seed);
-    let trusted_bits = spec
+    let recorded = spec
         .progress
         .bitfield
         .as_ref()
-        .filter(|_| shared.trust_stored_bitfields)
         .zip(spec.info.as_ref())
-        .and_then(|(b, (info, _))| {
-            let bools = unpack_bitfield(b, info.piece_count() as usize)?;
-            Some(bitfield_of(&bools))
-        });
+        .and_then(|(b, (info, _))| unpack_bitfield(b, info.piece_count() as usize));
+    let trusted_bits = recorded
+        .as_deref()
+        .filter(|_| shared.trust_stored_bitfields)
+        .map(bitfield_of);
     let trusted = trusted_bits.is_some();
     let blocklist_gen = shared.blocklist.generation();
     let machine = new_machine(
@@ -352,6 +357,7 @@ pub(crate) fn spawn<N: Network>(shared: Arc<Shared<N>>, spec: TaskSpec) -> TaskH
         rng,
         machine,
         trusted,
+        recorded,
         stored_bitfield: spec.progress.bitfield,
         storage,
         phase: Phase::Idle,
@@ -419,8 +425,8 @@ fn new_machine<N>(
     Torrent::new(params, shared.torrent_config.clone(), seed, shared.now())
 }
 
-fn disk_error(e: &crate::storage::StorageError) -> DiskError {
-    use crate::storage::StorageError as E;
+fn disk_error(e: &StorageError) -> DiskError {
+    use StorageError as E;
     DiskError(match e {
         E::Io { source, .. } => source.kind(),
         E::Missing { .. } => std::io::ErrorKind::NotFound,
@@ -550,13 +556,14 @@ impl<N: Network> Task<N> {
             Command::Announce => self.machine.announce(now),
             Command::Verify => {
                 self.stored_bitfield = None;
+                self.recorded = None;
                 self.trusted = false;
                 self.verify_requested = true;
                 match self.phase {
                     Phase::Running => self.stop(),
                     Phase::Idle if self.machine.status() == Status::Stopped => {
                         self.verify_requested = false;
-                        self.begin_verify(false);
+                        self.begin_verify(false, None, None);
                     }
                     _ => {}
                 }
@@ -641,35 +648,86 @@ impl<N: Network> Task<N> {
             _ => {}
         }
         self.error = None;
-        if self.machine.info().is_none() || self.trusted {
-            if self.machine.info().is_some()
-                && let Err(e) = self.allocate().await
-            {
-                return self.fail_start(e);
-            }
+        let Some(info) = self.machine.info() else {
             return self.start_machine();
-        }
+        };
+        let pieces = info.piece_count() as usize;
         let storage = match self.open_storage() {
             Ok(s) => s,
             Err(e) => return self.fail_start(e),
         };
-        let any = self
+        let files = self
             .shared
             .blocking
-            .run(move || storage.any_file_exists())
+            .run(move || {
+                let mut in_missing = vec![false; pieces];
+                for f in storage.missing_files()? {
+                    for i in storage.layout().file_pieces(f) {
+                        in_missing[i as usize] = true;
+                    }
+                }
+                Ok::<_, StorageError>((in_missing, storage.any_file_exists()?))
+            })
             .await;
-        match any {
-            Ok(Ok(false)) => {
+        let (in_missing, any_file) = match files {
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) => return self.fail_start(e.to_string()),
+            Err(e) => return self.fail_start(e.to_string()),
+        };
+        let recorded = if self.trusted {
+            let have = self.machine.resume().have;
+            Some(
+                (0..pieces as u32)
+                    .map(|i| have.as_ref().is_some_and(|h| h.get(i)))
+                    .collect(),
+            )
+        } else {
+            self.recorded.clone()
+        };
+        let durable = self.trusted || self.shared.trust_stored_bitfields;
+        match start_check(recorded.as_deref(), durable, &in_missing, any_file) {
+            StartCheck::Verify(only) => self.begin_verify(true, only, recorded),
+            check => {
+                if check == StartCheck::Empty {
+                    self.reset_machine(&vec![false; pieces]);
+                } else if !self.trusted
+                    && let Some(bits) = &recorded
+                {
+                    self.reset_machine(bits);
+                }
                 self.trusted = true;
+                self.recorded = None;
                 if let Err(e) = self.allocate().await {
                     return self.fail_start(e);
                 }
                 self.start_machine();
             }
-            Ok(Ok(true)) => self.begin_verify(true),
-            Ok(Err(e)) => self.fail_start(e.to_string()),
-            Err(e) => self.fail_start(e.to_string()),
         }
+    }
+
+    /// Rebuilds the machine (stopped) with `bits` as the pieces it has, keeping its counters.
+    fn reset_machine(&mut self, bits: &[bool]) {
+        let resume = Resume {
+            have: Some(bitfield_of(bits)),
+            ..self.machine.resume()
+        };
+        let info = self
+            .machine
+            .info()
+            .cloned()
+            .zip(self.machine.info_bytes().cloned());
+        self.machine = new_machine(
+            &self.shared,
+            info.as_ref(),
+            self.info_hash,
+            self.peer_id,
+            self.port,
+            &self.trackers,
+            &self.webseed_urls,
+            resume,
+            (self.stop_after_download, self.stop_after_metadata),
+            self.rng.child(),
+        );
     }
 
     /// Creates missing files (sparse, full length).
@@ -683,7 +741,14 @@ impl<N: Network> Task<N> {
             .map_err(|e| e.to_string())
     }
 
-    fn begin_verify(&mut self, then_start: bool) {
+    /// Hashes the data (only the flagged pieces when `only` is given; the others keep their
+    /// bit in `recorded`), then hands the result to [`Self::verified`].
+    fn begin_verify(
+        &mut self,
+        then_start: bool,
+        only: Option<Vec<bool>>,
+        recorded: Option<Vec<bool>>,
+    ) {
         let storage = match self.open_storage() {
             Ok(s) => s,
             Err(e) => return self.fail_start(e),
@@ -712,16 +777,20 @@ impl<N: Network> Task<N> {
                 .run(move || {
                     let opts = VerifyOptions {
                         threads,
-                        only: None,
+                        only: only.as_deref(),
                         cancel: Some(&cancel),
                     };
-                    verify(&*storage, &hashes, &opts, |p| {
+                    let mut bits = verify(&*storage, &hashes, &opts, |p| {
                         checked.store(p.checked, Ordering::Relaxed);
                         shared
                             .counters
                             .pieces_checked
                             .fetch_add(1, Ordering::Relaxed);
-                    })
+                    })?;
+                    if let Some((only, recorded)) = only.as_ref().zip(recorded.as_ref()) {
+                        merge_checked(&mut bits, only, recorded);
+                    }
+                    Ok(bits)
                 })
                 .await;
             let result = job.unwrap_or(Err(VerifyError::Cancelled));
@@ -736,28 +805,9 @@ impl<N: Network> Task<N> {
         };
         match result {
             Ok(bits) => {
-                let resume = Resume {
-                    have: Some(bitfield_of(&bits)),
-                    ..self.machine.resume()
-                };
-                let info = self
-                    .machine
-                    .info()
-                    .cloned()
-                    .zip(self.machine.info_bytes().cloned());
-                self.machine = new_machine(
-                    &self.shared,
-                    info.as_ref(),
-                    self.info_hash,
-                    self.peer_id,
-                    self.port,
-                    &self.trackers,
-                    &self.webseed_urls,
-                    resume,
-                    (self.stop_after_download, self.stop_after_metadata),
-                    self.rng.child(),
-                );
+                self.reset_machine(&bits);
                 self.trusted = true;
+                self.recorded = None;
                 self.write_progress().await;
                 if then_start && self.shutdown.is_none() {
                     if let Err(e) = self.allocate().await {
@@ -1212,7 +1262,7 @@ impl<N: Network> Task<N> {
                 });
                 if self.verify_requested && self.shutdown.is_none() {
                     self.verify_requested = false;
-                    self.begin_verify(false);
+                    self.begin_verify(false, None, None);
                 }
             }
             TorrentEvent::DhtNode { addr } => {

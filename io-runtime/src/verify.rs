@@ -56,6 +56,63 @@ pub enum VerifyError {
     },
 }
 
+/// What to hash before a torrent with metadata starts, given what the resume store recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StartCheck {
+    /// The recorded pieces stand as they are; nothing is hashed.
+    Trust,
+    /// No file exists: the torrent starts empty, whatever was recorded.
+    Empty,
+    /// Hash the flagged pieces (every piece when `None`); the others keep their recorded bit
+    /// (see [`merge_checked`]).
+    Verify(Option<Vec<bool>>),
+}
+
+/// Decides what to hash before a start.
+///
+/// - `recorded`: the pieces the resume store (or the running machine) holds complete.
+/// - `durable`: whether every recorded piece is known to be on disk intact: after a clean
+///   shutdown, or once the machine has run. After an unclean end the recorded pieces are
+///   still durable ([`crate::resume`]'s rule 2: a piece is recorded only after its data was
+///   flushed), but pieces written after the last progress write are not recorded, so the
+///   unrecorded ones are hashed to find them.
+/// - `in_missing_file`: one flag per piece, set when the piece touches a file that does not
+///   exist; such a piece is hashed (and fails) whatever was recorded.
+/// - `any_file`: whether any data file exists at all.
+pub(crate) fn start_check(
+    recorded: Option<&[bool]>,
+    durable: bool,
+    in_missing_file: &[bool],
+    any_file: bool,
+) -> StartCheck {
+    if !any_file {
+        return StartCheck::Empty;
+    }
+    let Some(recorded) = recorded.filter(|r| r.len() == in_missing_file.len()) else {
+        return StartCheck::Verify(None);
+    };
+    let only: Vec<bool> = recorded
+        .iter()
+        .zip(in_missing_file)
+        .map(|(&have, &missing)| missing || (!durable && !have))
+        .collect();
+    if only.iter().any(|&b| b) {
+        StartCheck::Verify(Some(only))
+    } else {
+        StartCheck::Trust
+    }
+}
+
+/// The bitfield after a partial verification: the hashed pieces take their result, the
+/// others keep their recorded bit.
+pub(crate) fn merge_checked(verified: &mut [bool], only: &[bool], recorded: &[bool]) {
+    for ((v, &checked), &have) in verified.iter_mut().zip(only).zip(recorded) {
+        if !checked {
+            *v = have;
+        }
+    }
+}
+
 /// Verifies `storage` against `hashes` (one per piece). Returns one flag per piece: `true` if
 /// the stored piece hashes to its expected value.
 pub fn verify(
@@ -240,6 +297,47 @@ mod tests {
         let got = verify(&s, &info.pieces, &opts, |_| {}).unwrap();
         assert_eq!(&got[..3], [true, false, false]);
         assert!(got[3..].iter().all(|b| !b));
+    }
+
+    #[test]
+    fn start_check_hashes_only_what_may_have_changed() {
+        let rec = [true, false, true, false];
+        let none = [false; 4];
+        assert_eq!(
+            start_check(Some(&rec), true, &none, false),
+            StartCheck::Empty
+        );
+        assert_eq!(
+            start_check(None, true, &none, true),
+            StartCheck::Verify(None)
+        );
+        assert_eq!(
+            start_check(Some(&rec[..3]), true, &none, true),
+            StartCheck::Verify(None),
+            "a bitfield of the wrong length is not used"
+        );
+        assert_eq!(
+            start_check(Some(&rec), true, &none, true),
+            StartCheck::Trust
+        );
+        // After a crash, the unrecorded pieces are hashed; a seed has nothing to hash.
+        assert_eq!(
+            start_check(Some(&rec), false, &none, true),
+            StartCheck::Verify(Some(vec![false, true, false, true]))
+        );
+        assert_eq!(
+            start_check(Some(&[true; 4]), false, &none, true),
+            StartCheck::Trust
+        );
+        // A missing file's pieces are hashed even when recorded and durable.
+        let missing = [false, false, true, true];
+        assert_eq!(
+            start_check(Some(&rec), true, &missing, true),
+            StartCheck::Verify(Some(vec![false, false, true, true]))
+        );
+        let mut got = vec![false, true, false, false];
+        merge_checked(&mut got, &[false, true, true, true], &rec);
+        assert_eq!(got, [true, true, false, false]);
     }
 
     #[test]

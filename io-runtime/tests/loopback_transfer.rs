@@ -177,6 +177,30 @@ fn loopback_transfer() {
             "no re-hash after a clean close"
         );
         b.close().await.unwrap();
+
+        // 2b. A file deleted while B was down: only its pieces are hashed (and fetched again).
+        let storage = FileStorage::for_torrent(
+            &info,
+            &t.id,
+            &FileStorageOptions::new(dir_b.join("data")),
+            Arc::new(FileCache::new(16)),
+        )
+        .unwrap();
+        let lost = storage.layout().file_pieces(1);
+        std::fs::remove_file(storage.path(1).unwrap()).unwrap();
+        drop(storage);
+        let b = Session::new(config(&dir_b, port_b, 3)).await.unwrap();
+        b.add_peer(&t.id, &a_addr).await.unwrap();
+        wait_status(&b, &t.id, Status::Seeding).await;
+        let s = b.session_stats().await;
+        assert_eq!(
+            s.pieces_checked,
+            u64::from(lost.end - lost.start),
+            "only the missing file's pieces are hashed"
+        );
+        assert_eq!(s.pieces_written, u64::from(lost.end - lost.start));
+        assert_payload(&data_root(&dir_b, &t.id), &data);
+        b.close().await.unwrap();
     });
 
     // 3. C downloads from a partial seed P and crashes mid-download.
@@ -250,6 +274,11 @@ fn loopback_transfer() {
         wait_status(&c, "crash", Status::Seeding).await;
         let s = c.session_stats().await;
         assert!(s.verifications >= 1, "an unclean shutdown is re-checked");
+        assert_eq!(
+            s.pieces_checked,
+            u64::from(info.piece_count()) - marked as u64,
+            "after a crash only the unrecorded pieces are hashed"
+        );
         assert!(
             s.pieces_written < u64::from(info.piece_count()),
             "pieces on disk were kept"

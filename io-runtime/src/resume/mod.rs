@@ -28,10 +28,10 @@
 //! [`ResumeDb::open`] reports how the previous session ended ([`LastShutdown`]) and marks the
 //! database "running"; [`ResumeDb::close`] marks it "clean". After a clean close the stored
 //! bitfields are trusted as they are (no re-hash). After an unclean end (crash, kill, power
-//! cut) the runtime must not trust more than rule 2 guarantees: it keeps the stored bits but
-//! re-checks the files that could have changed since the last progress write (missing files
-//! invalidate their pieces, see [`Layout::file_pieces`](crate::storage::Layout::file_pieces);
-//! files modified after the record was written are re-verified).
+//! cut) the runtime must not trust more than rule 2 guarantees: it keeps the stored bits and
+//! hashes only the pieces not recorded, which may have been written after the last progress
+//! write. Either way the pieces of a missing file are hashed again (see
+//! [`Layout::file_pieces`](crate::storage::Layout::file_pieces)).
 //!
 //! # Corruption
 //! A record that does not decode is reported for that torrent only
