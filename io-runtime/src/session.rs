@@ -39,6 +39,7 @@ use crate::dht::{DhtHandle, DhtSettings};
 use crate::http::{HttpClient, HttpConfig};
 use crate::net::{Network, TokioNet};
 use crate::peer::Timeouts;
+use crate::ports;
 use crate::rate_limit::SpeedLimits;
 use crate::resume::{
     LastShutdown, Progress, ResumeDb, ResumeDbOptions, ResumeError, TorrentRecord,
@@ -793,7 +794,10 @@ impl<N: Network> Session<N> {
         let limits = config.metainfo_limits();
         let mut invalid: Vec<String> = loaded.failed.into_iter().map(|(id, _)| id).collect();
         let mut to_start = Vec::new();
-        for (id, record) in loaded.ok {
+        for (_, record) in &loaded.ok {
+            state.free_ports.remove(&record.port);
+        }
+        for (id, mut record) in loaded.ok {
             let info = if record.info.is_empty() {
                 None
             } else if let Ok(info) = Info::from_bytes(&record.info, &limits) {
@@ -802,7 +806,20 @@ impl<N: Network> Session<N> {
                 invalid.push(id);
                 continue;
             };
-            state.free_ports.remove(&record.port);
+            let (port, back) = ports::bindable(&shared.net, config.host, record.port, || {
+                ports::draw(&mut state.free_ports, &mut state.rng)
+            })
+            .await;
+            state.free_ports.extend(back);
+            if port != record.port {
+                record.port = port;
+                let (db, id, record) = (db.clone(), id.clone(), record.clone());
+                // Not fatal: the record keeps its old port, probed again next time.
+                let _ = config
+                    .blocking
+                    .run(move || db.put_torrent(&id, &record))
+                    .await;
+            }
             let peer_id = torrent_peer_id(
                 info.as_ref().map(|(i, _)| i),
                 &config.private_peer_id_prefix,
@@ -960,17 +977,9 @@ impl<N: Network> Session<N> {
             if st.torrents.contains_key(&id) {
                 return Err(SessionError::DuplicateId);
             }
-            if st.free_ports.is_empty() {
-                return Err(SessionError::NoFreePort);
-            }
-            let free = st.free_ports.len() as u64;
-            let n = st.rng.below(free) as usize;
-            let port = *st
-                .free_ports
-                .iter()
-                .nth(n)
-                .ok_or(SessionError::NoFreePort)?;
-            st.free_ports.remove(&port);
+            let st = &mut *st;
+            let port =
+                ports::draw(&mut st.free_ports, &mut st.rng).ok_or(SessionError::NoFreePort)?;
             let peer_id = torrent_peer_id(
                 info.as_ref().map(|(i, _)| i),
                 &self.config.private_peer_id_prefix,
@@ -979,6 +988,13 @@ impl<N: Network> Session<N> {
             let seed = st.rng.child();
             (id, port, peer_id, seed)
         };
+        let (port, back) = ports::bindable(&self.shared.net, self.shared.host, port, || {
+            let mut st = self.state();
+            let st = &mut *st;
+            ports::draw(&mut st.free_ports, &mut st.rng)
+        })
+        .await;
+        self.state().free_ports.extend(back);
         let record = TorrentRecord {
             info_hash,
             port,

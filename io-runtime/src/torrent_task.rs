@@ -872,9 +872,14 @@ impl<N: Network> Task<N> {
         let id = self.id.clone();
         let mut rng = Rng::new(self.rng.child());
         tokio::spawn(async move {
-            // rain runs without incoming connections when the port is taken.
-            let Ok(mut listener) = shared.net.listen(addr).await else {
-                return;
+            // The session probed the port at add and restore (crate::ports); if something
+            // took it since, the torrent runs without incoming connections, as in rain.
+            let mut listener = match shared.net.listen(addr).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!("torrent {id}: cannot listen on {addr}: {e}");
+                    return;
+                }
             };
             shared.emit(SessionEvent::Listening {
                 id,
