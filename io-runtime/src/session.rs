@@ -1234,6 +1234,12 @@ impl<N: Network> Session<N> {
                 .copied()
                 .ok_or_else(|| SessionError::InvalidAddress(addr.to_owned()))?
         };
+        // Kept in the record, so the peer is dialled again after a restart.
+        let stored = resolved.to_string();
+        self.update_record(id, move |r| {
+            torrent_task::remember_peer(&mut r.fixed_peers, stored);
+        })
+        .await?;
         self.send(id, Command::AddPeer(resolved)).await
     }
 

@@ -70,8 +70,9 @@ pub const COMMAND_CAPACITY: usize = 64;
 pub const OUTBOX_SLACK: usize = 256;
 /// Incoming connections handshaking at once per torrent; more are dropped.
 pub const MAX_INCOMING_HANDSHAKES: usize = 32;
-/// Peers added while the torrent is not running, kept until it starts.
-pub const MAX_PENDING_PEERS: usize = 256;
+/// Peers added by hand (and from a magnet's `x.pe`) kept per torrent, in memory and in its
+/// record; the oldest is forgotten first.
+pub const MAX_FIXED_PEERS: usize = 256;
 /// Longest wait for in-flight piece writes and `stopped` announces at shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -277,7 +278,6 @@ struct Task<N: Network> {
     webseed_urls: Vec<String>,
     webseeds: WebseedRunner<N>,
     fixed_peers: Vec<SocketAddr>,
-    pending_peers: Vec<SocketAddr>,
     stop_after_download: bool,
     stop_after_metadata: bool,
     rng: Rng,
@@ -351,7 +351,6 @@ pub(crate) fn spawn<N: Network>(shared: Arc<Shared<N>>, spec: TaskSpec) -> TaskH
         ),
         webseed_urls: spec.webseeds,
         fixed_peers: spec.fixed_peers,
-        pending_peers: Vec::new(),
         stop_after_download: spec.stop_after_download,
         stop_after_metadata: spec.stop_after_metadata,
         rng,
@@ -376,6 +375,17 @@ pub(crate) fn spawn<N: Network>(shared: Arc<Shared<N>>, spec: TaskSpec) -> TaskH
     };
     let join = tokio::spawn(task.run(cmd_rx, inbox_rx));
     TaskHandle { cmd: cmd_tx, join }
+}
+
+/// Adds `peer` to a torrent's fixed peers unless it is there, forgetting the oldest beyond
+/// [`MAX_FIXED_PEERS`].
+pub(crate) fn remember_peer<T: PartialEq>(list: &mut Vec<T>, peer: T) {
+    if !list.contains(&peer) {
+        if list.len() >= MAX_FIXED_PEERS {
+            list.remove(0);
+        }
+        list.push(peer);
+    }
 }
 
 fn bitfield_of(bits: &[bool]) -> Bitfield {
@@ -542,11 +552,11 @@ impl<N: Network> Task<N> {
                 let _ = tx.send(p);
             }
             Command::AddPeer(addr) => {
+                // Dialled now if running, and at every later start.
+                remember_peer(&mut self.fixed_peers, addr);
                 if matches!(self.phase, Phase::Running) && self.machine.status() != Status::Stopping
                 {
                     self.machine.add_peer_addr(now, addr, PeerSource::Manual);
-                } else if self.pending_peers.len() < MAX_PENDING_PEERS {
-                    self.pending_peers.push(addr);
                 }
             }
             Command::AddTracker(url) => {
@@ -842,13 +852,7 @@ impl<N: Network> Task<N> {
                 id: self.id.clone(),
             });
         }
-        let peers: Vec<SocketAddr> = self
-            .fixed_peers
-            .iter()
-            .copied()
-            .chain(self.pending_peers.drain(..))
-            .collect();
-        for a in peers {
+        for a in self.fixed_peers.clone() {
             self.machine.add_peer_addr(now, a, PeerSource::Manual);
         }
         if self.listener.is_none() {
