@@ -24,14 +24,36 @@
 //!   [`safety`] checks on every host's statistics sample), and returns the event trace with
 //!   its hash.
 //!
+//! - [`pure`]: the same [`Scenario`] values on proto-core's pure harnesses instead (no
+//!   turmoil, no tokio; the clock jumps to the next deadline): the torrent swarm, and with
+//!   [`Scenario::dht`] a discovery phase on the pure DHT network, for swarms of hundreds of
+//!   peers and DHTs of a thousand nodes in seconds. It downloads the byte-identical torrent,
+//!   checks every leecher's bytes, reports completion per host, simulated time, steps and a
+//!   trace hash, and refuses with [`PureError::Unsupported`] what it cannot model (crashes,
+//!   late joins, disk and UDP faults, flooding peers, IPv6, some webseed modes; the module
+//!   documentation has the whole mapping).
+//!
 //! Every run prints its scenario, seed first; `RAIN_SIM_SEED=<seed>` replays one
 //! ([`scenario::seed_from_env`]).
+//!
+//! One scenario, both ways:
+//!
+//! ```no_run
+//! use rain_sim::{Scenario, run, seed_from_env};
+//! let s = Scenario::new(seed_from_env(42)).leechers(3).corrupt_peers(1);
+//! let turmoil = run(&s).unwrap_or_else(|e| panic!("{e}")); // real sessions over turmoil
+//! let pure = s.run_pure().unwrap_or_else(|e| panic!("{e}")); // the pure harness
+//! assert_eq!(turmoil.completed.len(), pure.completed.len());
+//! ```
+//!
+//! (`tests/tests/swarm_pure.rs` does this, and runs 200-leecher swarms and a 1000-node DHT.)
 
 pub mod content;
 pub mod disk;
 pub mod evil;
 pub mod http_server;
 pub mod net;
+pub mod pure;
 pub mod run;
 pub mod safety;
 pub mod scenario;
@@ -41,5 +63,6 @@ pub mod web;
 
 pub use content::{Content, ContentSpec};
 pub use net::{UdpChaos, UdpCounts};
+pub use pure::{PureError, PureReport, Unsupported, run_pure};
 pub use run::{HostReport, Outcome, SimError, TraceEvent, run};
 pub use scenario::{Fault, HostId, Scenario, seed_from_env};

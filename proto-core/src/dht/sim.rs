@@ -185,6 +185,12 @@ impl Sim {
         self.loss_percent = percent.min(100);
     }
 
+    /// Makes node `i` silent (it never answers queries) or not, whatever
+    /// [`SimConfig::silent_percent`] drew: for a network with exactly these silent nodes.
+    pub fn set_silent(&mut self, i: usize, silent: bool) {
+        self.nodes[i].silent = silent;
+    }
+
     /// Datagrams dropped by the loss rate.
     pub fn lost(&self) -> u64 {
         self.lost

@@ -5,12 +5,20 @@
 //!   ([`Torrent::handle_peer_connected`], incoming), then the dialler (outgoing); a refusal on
 //!   either side closes the other (or fails the dial).
 //! - **Send**: delivered to the other end after the link latency, in order; with a bandwidth
-//!   set, each direction of a link serialises its messages at that rate.
+//!   set, each direction of a link serialises its messages at that rate, and with an uplink
+//!   set for the sender ([`NetConfig::uplinks`]), all of its connections share that rate.
+//!   A latency range (a link's in [`NetConfig::links`], or [`NetConfig::jitter`]) draws each
+//!   delivery's latency from the harness's RNG, keeping each connection in order.
+//! - **Partitions** ([`NetConfig::partitions`]): whatever would arrive across a cut while it
+//!   lasts arrives when it heals instead (held, like TCP's retransmissions), dials included.
 //! - **ReadBlock**: served at once from the node's in-memory data (a *corrupt* node flips a
 //!   byte of every block it serves).
 //! - **VerifyAndWrite**: SHA-1 of the blocks laid out with zero padding; written into the
 //!   node's data if it matches.
-//! - **Announce**: answered at once by a fake tracker that returns every other node.
+//! - **Announce**: answered at once by a fake tracker that returns every other node (no
+//!   tracker at all with [`NetConfig::tracker`] off: peers come only from
+//!   [`Torrent::add_peer_addr`] and PEX).
+//! - **Dial** of an [`NetConfig::unreachable`] node (behind a NAT) fails.
 //! - **Disconnect**: the connection is gone at once for the sender; the other end hears of
 //!   it after the latency.
 //! - **WebseedRequest**: answered by a simulated HTTP server ([`SimWebseed`], one per URL
@@ -23,7 +31,8 @@
 //! in `BTreeMap`s and `Vec`s and all randomness comes from one seed, so a run is a function of
 //! its seed: [`Swarm::trace_hash`] hashes every event of every node with its time.
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -128,6 +137,27 @@ impl TestTorrent {
             data,
         }
     }
+
+    /// A torrent made elsewhere (rain-sim's `ContentSpec`, a real `.torrent`): its raw info
+    /// dictionary and its whole byte stream, padding files as zeros. Both harnesses then share
+    /// byte-identical torrents.
+    ///
+    /// # Panics
+    /// If `data` is not as long as the info dictionary says (caller misuse).
+    pub fn from_parts(info_bytes: Bytes, data: Vec<u8>) -> Result<Self, metainfo::Error> {
+        let info = Info::from_bytes(&info_bytes, &metainfo::Limits::default())?;
+        assert_eq!(
+            data.len() as u64,
+            info.total_length,
+            "data length differs from the info dictionary's"
+        );
+        Ok(TestTorrent {
+            info_hash: InfoHash::of(&info_bytes),
+            info,
+            info_bytes,
+            data,
+        })
+    }
 }
 
 /// What a node starts with.
@@ -168,8 +198,23 @@ impl NodeSpec {
 pub struct NetConfig {
     /// One-way latency of every link.
     pub latency: Duration,
+    /// Extra one-way latency of every link, drawn in `0..=jitter` per delivery (zero: none,
+    /// and no draw, so runs without jitter keep their traces).
+    pub jitter: Duration,
+    /// Latency range (least, most) of the link between two nodes (by index, smaller first),
+    /// replacing `latency` and `jitter` there.
+    pub links: BTreeMap<(usize, usize), (Duration, Duration)>,
     /// Bytes per second per link direction; `None` for unlimited.
     pub bandwidth: Option<u64>,
+    /// Upload bytes per second of a node, shared by all its connections.
+    pub uplinks: BTreeMap<usize, u64>,
+    /// Nodes nobody can dial (behind a NAT); they still dial out.
+    pub unreachable: BTreeSet<usize>,
+    /// Cuts between groups of nodes for a while.
+    pub partitions: Vec<Partition>,
+    /// Every node announces to a fake tracker that returns every other node. Off: no node
+    /// names a tracker.
+    pub tracker: bool,
     /// Step cap.
     pub max_steps: u64,
 }
@@ -178,9 +223,35 @@ impl Default for NetConfig {
     fn default() -> Self {
         NetConfig {
             latency: Duration::from_millis(20),
+            jitter: Duration::ZERO,
+            links: BTreeMap::new(),
             bandwidth: None,
+            uplinks: BTreeMap::new(),
+            unreachable: BTreeSet::new(),
+            partitions: Vec::new(),
+            tracker: true,
             max_steps: 2_000_000,
         }
+    }
+}
+
+/// Every link between a node of `a` and a node of `b` carries nothing from `from` until
+/// `until` (simulated time since the start): what would arrive meanwhile arrives at `until`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partition {
+    /// One side (node indexes).
+    pub a: BTreeSet<usize>,
+    /// The other side.
+    pub b: BTreeSet<usize>,
+    /// Start.
+    pub from: Duration,
+    /// Heal.
+    pub until: Duration,
+}
+
+impl Partition {
+    fn cuts(&self, x: usize, y: usize) -> bool {
+        (self.a.contains(&x) && self.b.contains(&y)) || (self.a.contains(&y) && self.b.contains(&x))
     }
 }
 
@@ -298,7 +369,20 @@ pub struct Swarm {
     /// When each (node, webseed) link is free again.
     ws_busy: BTreeMap<(usize, usize), Instant>,
     /// Requests each node has cancelled (their remaining deliveries are dropped).
-    cancelled: std::collections::BTreeSet<(usize, RequestId)>,
+    cancelled: BTreeSet<(usize, RequestId)>,
+    /// Latency draws (used only with a latency range).
+    rng: Rng,
+    /// Latest arrival on each (connection, receiving node), to keep a stream in order.
+    arrivals: BTreeMap<(u64, usize), Instant>,
+    /// When each node's uplink is free again ([`NetConfig::uplinks`]).
+    up_busy: BTreeMap<usize, Instant>,
+    /// Dials refused because the target is unreachable.
+    refused: u64,
+    /// Each node's `poll_timeout` as of its last drain.
+    deadlines: Vec<Option<Instant>>,
+    /// Those deadlines, earliest first (entries that no longer match `deadlines` are stale):
+    /// a step asks only the nodes whose deadline has come, not all of them.
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
 }
 
 fn fnv(h: &mut u64, bytes: &[u8]) {
@@ -331,6 +415,11 @@ impl Swarm {
     ) -> Self {
         let mut rng = Rng::new(Seed::from_u64(seed));
         let now = Instant::ZERO;
+        let trackers = if net.tracker {
+            vec![vec!["http://tracker.test/announce".to_owned()]]
+        } else {
+            Vec::new()
+        };
         let n = torrent.info.piece_count();
         let mut out = Vec::new();
         let mut by_addr = BTreeMap::new();
@@ -351,7 +440,7 @@ impl Swarm {
                 info,
                 peer_id,
                 port: 6881,
-                trackers: vec![vec!["http://tracker.test/announce".to_owned()]],
+                trackers: trackers.clone(),
                 resume: Resume {
                     have: seeder.then(|| Bitfield::full(n)),
                     ..Resume::default()
@@ -397,7 +486,13 @@ impl Swarm {
             torrent,
             webseeds,
             ws_busy: BTreeMap::new(),
-            cancelled: std::collections::BTreeSet::new(),
+            cancelled: BTreeSet::new(),
+            rng: Rng::new(rng.child()),
+            arrivals: BTreeMap::new(),
+            up_busy: BTreeMap::new(),
+            refused: 0,
+            deadlines: vec![None; nodes.len()],
+            timers: BinaryHeap::new(),
         };
         for i in 0..s.nodes.len() {
             s.nodes[i].torrent.start(now);
@@ -426,7 +521,8 @@ impl Swarm {
         &self.nodes
     }
 
-    /// One node, mutably (to inject commands; call [`Swarm::drain`] after).
+    /// One node, mutably (to inject commands; call [`Swarm::drain`] after, which also
+    /// records its new deadline).
     pub fn node_mut(&mut self, i: usize) -> &mut Node {
         &mut self.nodes[i]
     }
@@ -434,6 +530,53 @@ impl Swarm {
     /// The torrent every node shares.
     pub fn torrent(&self) -> &TestTorrent {
         &self.torrent
+    }
+
+    /// Dials that failed because their target is [`NetConfig::unreachable`].
+    pub fn refused_dials(&self) -> u64 {
+        self.refused
+    }
+
+    /// Simulated webseed `ws` answers as `mode` from now on (requests already answered keep
+    /// their deliveries).
+    pub fn set_webseed_mode(&mut self, ws: usize, mode: WebseedMode) {
+        if let Some(w) = self.webseeds.get_mut(ws) {
+            w.mode = mode;
+        }
+    }
+
+    /// One-way latency from node `from` to node `to` for one delivery.
+    fn delay(&mut self, from: usize, to: usize) -> Duration {
+        let (min, max) = self
+            .net
+            .links
+            .get(&(from.min(to), from.max(to)))
+            .copied()
+            .unwrap_or((self.net.latency, self.net.latency + self.net.jitter));
+        if max <= min {
+            return min;
+        }
+        let span = max.saturating_sub(min).as_nanos() as u64;
+        min + Duration::from_nanos(self.rng.below(span + 1))
+    }
+
+    /// When something sent from `from` to `to`, due at `at`, arrives: held across any
+    /// partition between them until it heals.
+    fn held(&self, from: usize, to: usize, mut at: Instant) -> Instant {
+        loop {
+            let since = at.saturating_duration_since(Instant::ZERO);
+            let Some(heal) = self
+                .net
+                .partitions
+                .iter()
+                .filter(|p| p.cuts(from, to) && p.from <= since && since < p.until)
+                .map(|p| p.until)
+                .max()
+            else {
+                return at;
+            };
+            at = Instant::ZERO + heal;
+        }
     }
 
     /// True when every node's data equals the torrent's and its machine is complete.
@@ -457,12 +600,14 @@ impl Swarm {
 
     /// Advances to the next deadline and processes it. False when nothing is pending.
     pub fn step(&mut self) -> bool {
+        while let Some(&Reverse((t, i))) = self.timers.peek() {
+            if self.deadlines[i] == Some(t) {
+                break;
+            }
+            self.timers.pop();
+        }
         let next_delivery = self.queue.keys().next().map(|k| k.0);
-        let next_timer = self
-            .nodes
-            .iter()
-            .filter_map(|n| n.torrent.poll_timeout())
-            .min();
+        let next_timer = self.timers.peek().map(|Reverse((t, _))| *t);
         let Some(next) = [next_delivery, next_timer].into_iter().flatten().min() else {
             return false;
         };
@@ -475,15 +620,27 @@ impl Swarm {
             let d = entry.remove();
             self.deliver(d);
         }
-        for i in 0..self.nodes.len() {
+        // Every node whose deadline has come, in node order.
+        let mut due = BTreeSet::new();
+        while let Some(&Reverse((t, i))) = self.timers.peek() {
+            if t > self.now {
+                break;
+            }
+            self.timers.pop();
+            if self.deadlines[i] == Some(t) {
+                self.deadlines[i] = None;
+                due.insert(i);
+            }
+        }
+        for i in due {
             if self.nodes[i]
                 .torrent
                 .poll_timeout()
                 .is_some_and(|t| t <= self.now)
             {
                 self.nodes[i].torrent.handle_timeout(self.now);
-                self.drain(i);
             }
+            self.drain(i);
         }
         true
     }
@@ -559,6 +716,12 @@ impl Swarm {
                     self.drain(from);
                     return;
                 };
+                if self.net.unreachable.contains(&to) {
+                    self.refused += 1;
+                    self.nodes[from].torrent.handle_dial_failed(now, addr);
+                    self.drain(from);
+                    return;
+                }
                 let reserved = Reserved::rain(false);
                 let incoming = PeerInfo {
                     addr: self.nodes[from].addr,
@@ -569,6 +732,7 @@ impl Swarm {
                 };
                 let accepted = self.nodes[to].torrent.handle_peer_connected(now, incoming);
                 let Ok(kt) = accepted else {
+                    self.note_deadline(to);
                     self.nodes[from].torrent.handle_dial_failed(now, addr);
                     self.drain(from);
                     return;
@@ -664,6 +828,19 @@ impl Swarm {
             fnv(&mut self.trace, text.as_bytes());
             self.nodes[i].events.push((now, e));
         }
+        self.note_deadline(i);
+    }
+
+    /// Records node `i`'s deadline after an input (every input is followed by this, through
+    /// [`Swarm::drain`] or directly).
+    fn note_deadline(&mut self, i: usize) {
+        let deadline = self.nodes[i].torrent.poll_timeout();
+        if deadline != self.deadlines[i] {
+            self.deadlines[i] = deadline;
+            if let Some(t) = deadline {
+                self.timers.push(Reverse((t, i)));
+            }
+        }
     }
 
     fn perform(&mut self, i: usize, a: Action) {
@@ -694,8 +871,20 @@ impl Swarm {
                     *busy = start + Duration::from_nanos(size * 1_000_000_000 / bw.max(1));
                     at = *busy;
                 }
+                if let Some(&up) = self.net.uplinks.get(&i) {
+                    let busy = self.up_busy.entry(i).or_insert(now);
+                    let start = (*busy).max(now);
+                    *busy = start + Duration::from_nanos(size * 1_000_000_000 / up.max(1));
+                    at = at.max(*busy);
+                }
+                let delay = self.delay(i, to);
+                let mut arrive = self.held(i, to, at + delay);
+                if let Some(last) = self.arrivals.get(&(conn, to)) {
+                    arrive = arrive.max(*last);
+                }
+                self.arrivals.insert((conn, to), arrive);
                 self.schedule(
-                    at + self.net.latency,
+                    arrive,
                     Delivery::Message {
                         conn,
                         to,
@@ -704,7 +893,15 @@ impl Swarm {
                 );
             }
             Action::Dial { addr } => {
-                let at = now + self.net.latency * 2;
+                let at = match self.by_addr.get(&addr).copied() {
+                    Some(to) => {
+                        let there = self.delay(i, to);
+                        let back = self.delay(to, i);
+                        let syn = self.held(i, to, now + there);
+                        self.held(to, i, syn + back)
+                    }
+                    None => now + self.net.latency * 2,
+                };
                 self.schedule(at, Delivery::Connect { from: i, addr });
             }
             Action::Disconnect { peer, .. } => {
@@ -714,12 +911,12 @@ impl Swarm {
                 // Messages in flight on this connection are dropped from now on.
                 if let Some(c) = self.conns.remove(&conn) {
                     for (n, k) in c.ends {
+                        self.arrivals.remove(&(conn, n));
                         if n != i {
                             self.nodes[n].conns.remove(&k);
-                            self.schedule(
-                                now + self.net.latency,
-                                Delivery::Closed { to: n, key: k },
-                            );
+                            let delay = self.delay(i, n);
+                            let at = self.held(i, n, now + delay);
+                            self.schedule(at, Delivery::Closed { to: n, key: k });
                         }
                     }
                 }
