@@ -78,6 +78,7 @@ pub fn session_config(c: &Config) -> Result<SessionConfig, String> {
         max_peer_accept: c.max_peer_accept as usize,
         parallel_metadata_downloads: c.parallel_metadata_downloads as usize,
         allowed_fast_set: c.allowed_fast_set as usize,
+        write_cache_size: c.write_cache_size,
         webseed_dial_timeout: c.webseed_dial_timeout,
         webseed_tls_handshake_timeout: c.webseed_tls_handshake_timeout,
         webseed_response_header_timeout: c.webseed_response_header_timeout,
@@ -94,6 +95,10 @@ pub fn session_config(c: &Config) -> Result<SessionConfig, String> {
         blocklist_enabled_for_trackers: c.blocklist_enabled_for_trackers,
         blocklist_enabled_for_outgoing_connections: c.blocklist_enabled_for_outgoing_connections,
         blocklist_enabled_for_incoming_connections: c.blocklist_enabled_for_incoming_connections,
+        read_cache_size: c.read_cache_size,
+        read_cache_block_size: u32::try_from(c.read_cache_block_size).unwrap_or(u32::MAX),
+        read_cache_ttl: c.read_cache_ttl,
+        parallel_reads: c.parallel_reads as usize,
         ..defaults
     })
 }
@@ -101,6 +106,43 @@ pub fn session_config(c: &Config) -> Result<SessionConfig, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn maps_the_read_cache_keys() {
+        let c = Config {
+            read_cache_size: 1 << 20,
+            read_cache_block_size: 64 * 1024,
+            read_cache_ttl: std::time::Duration::from_secs(5),
+            parallel_reads: 3,
+            ..Config::default()
+        };
+        let s = session_config(&c).unwrap();
+        assert_eq!(
+            (s.read_cache_size, s.read_cache_block_size, s.parallel_reads),
+            (1 << 20, 64 * 1024, 3)
+        );
+        assert_eq!(s.read_cache_ttl.as_secs(), 5);
+        let d = session_config(&Config::default()).unwrap();
+        let r = SessionConfig::default();
+        assert_eq!(
+            (d.read_cache_size, d.read_cache_block_size, d.read_cache_ttl),
+            (r.read_cache_size, r.read_cache_block_size, r.read_cache_ttl)
+        );
+        assert_eq!(d.parallel_reads, r.parallel_reads);
+    }
+
+    #[test]
+    fn maps_the_write_cache_size() {
+        let c = Config {
+            write_cache_size: 3 << 20,
+            ..Config::default()
+        };
+        assert_eq!(session_config(&c).unwrap().write_cache_size, 3 << 20);
+        assert_eq!(
+            session_config(&Config::default()).unwrap().write_cache_size,
+            SessionConfig::default().write_cache_size
+        );
+    }
 
     #[test]
     fn maps_keys_and_refuses_a_bad_host() {

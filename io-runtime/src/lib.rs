@@ -24,6 +24,7 @@ pub mod migrate;
 pub mod net;
 pub mod peer;
 mod peer_task;
+pub mod piece_memory;
 mod ports;
 pub mod rate_limit;
 pub mod resume;

@@ -52,12 +52,12 @@ use crate::tracker_client::{TrackerClient, TrackerConfig};
 pub const EVENT_CAPACITY: usize = 1024;
 /// Outgoing connections being set up at once, session-wide.
 pub const MAX_CONCURRENT_DIALS: usize = 256;
-/// Blocks read from disk at once for uploads, session-wide.
-pub const MAX_CONCURRENT_READS: usize = 64;
 /// Longest wait for one torrent to stop at close or remove.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long `close` waits for the last users of the database to finish.
 pub const DB_RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default `write-cache-size`: 1 GiB of piece memory for the whole session (rain's default).
+pub const DEFAULT_WRITE_CACHE_SIZE: u64 = 1024 * 1024 * 1024;
 
 /// The runtime-relevant configuration keys, with rain's defaults (reference §4). The daemon
 /// maps its YAML configuration onto this.
@@ -184,8 +184,12 @@ pub struct SessionConfig {
     pub parallel_metadata_downloads: usize,
     /// `allowed-fast-set`.
     pub allowed_fast_set: usize,
-    /// Piece memory per torrent (its share of `write-cache-size`).
+    /// Most piece memory one torrent may hold, within `write_cache_size` (it may always hold
+    /// one piece).
     pub max_piece_memory: u64,
+    /// `write-cache-size`: the session-wide budget for in-progress piece buffers; each started
+    /// piece reserves its whole length until it is written (see [`crate::piece_memory`]).
+    pub write_cache_size: u64,
     /// Threads hashing pieces at once (downloads and verification); 0 means every core.
     pub hash_threads: usize,
     /// Seed for every id and RNG of the session (tests, simulation); `None` seeds from the OS.
@@ -210,6 +214,14 @@ pub struct SessionConfig {
     pub blocking: BlockingMode,
     /// A wrapper around every torrent's storage (fault injection; none by default).
     pub storage_layer: crate::storage::StorageLayer,
+    /// `read-cache-size`: bytes of the upload read cache (see [`crate::storage::ReadCache`]).
+    pub read_cache_size: u64,
+    /// `read-cache-block-size`: the unit read from disk to serve uploads.
+    pub read_cache_block_size: u32,
+    /// `read-cache-ttl`: a cached block not accessed for this long is dropped.
+    pub read_cache_ttl: Duration,
+    /// `parallel-reads`: disk loads for the read cache running at once, session-wide.
+    pub parallel_reads: usize,
 }
 
 impl Default for SessionConfig {
@@ -274,10 +286,15 @@ impl Default for SessionConfig {
             parallel_metadata_downloads: t.parallel_metadata_downloads,
             allowed_fast_set: t.allowed_fast_set,
             max_piece_memory: t.max_piece_memory,
+            write_cache_size: DEFAULT_WRITE_CACHE_SIZE,
             hash_threads: 0,
             seed: None,
             blocking: BlockingMode::Pool,
             storage_layer: crate::storage::StorageLayer::default(),
+            read_cache_size: 256 * 1024 * 1024,
+            read_cache_block_size: 128 * 1024,
+            read_cache_ttl: Duration::from_secs(60),
+            parallel_reads: 1,
             blocklist_url: String::new(),
             blocklist_update_interval: Duration::from_secs(24 * 3600),
             blocklist_update_timeout: Duration::from_secs(10 * 60),
@@ -475,6 +492,33 @@ pub struct SessionStats {
     /// Time since the blocklist in use was loaded; `None` if none ever was (rain's
     /// `BlockListRecency`, -1).
     pub blocklist_recency: Option<Duration>,
+    /// Blocks in the upload read cache (rain's `ReadCacheObjects`).
+    pub read_cache_objects: usize,
+    /// Bytes in the upload read cache (rain's `ReadCacheSize`).
+    pub read_cache_size: u64,
+    /// Read-cache hit ratio in percent, from 1-minute rates of hits and misses (rain's
+    /// `ReadCacheUtilization`).
+    pub read_cache_utilization: u32,
+    /// Read-cache disk loads per second, 1-minute rate (rain's `ReadsPerSecond`).
+    pub reads_per_second: u64,
+    /// Read-cache loads running (rain's `ReadsActive`).
+    pub reads_active: usize,
+    /// Read-cache loads waiting for a `parallel-reads` permit (rain's `ReadsPending`).
+    pub reads_pending: usize,
+    /// Bytes loaded from disk by the read cache per second, 1-minute rate (rain's
+    /// `SpeedRead`).
+    pub speed_read: u64,
+    /// Bytes loaded from disk by the read cache since the session started (rain's
+    /// `BytesRead`).
+    pub bytes_read: u64,
+    /// Piece buffers holding piece memory (rain's `WriteCacheObjects`).
+    pub write_cache_objects: u64,
+    /// Bytes of piece memory reserved, within `write_cache_size` (rain's `WriteCacheSize`).
+    pub write_cache_size: u64,
+    /// Torrents waiting for piece memory (rain's `WriteCachePendingKeys`).
+    pub write_cache_pending_keys: usize,
+    /// The most piece memory reserved at once since the session started.
+    pub write_cache_peak: u64,
 }
 
 /// What the session tells its subscribers.
@@ -740,6 +784,11 @@ impl<N: Network> Session<N> {
                 .await;
         let mut torrent_config = config.torrent_config();
         torrent_config.dht_port = dht.as_ref().map(DhtHandle::port);
+        let piece_memory = crate::piece_memory::PieceMemory::new(
+            config.write_cache_size,
+            config.max_piece_memory,
+            rng.child(),
+        );
         let shared = Arc::new(Shared {
             net,
             torrent_config,
@@ -761,7 +810,12 @@ impl<N: Network> Session<N> {
             db: RwLock::new(Some(db.clone())),
             cache: Arc::new(FileCache::new(config.max_open_files.max(1))),
             hash_sem: Arc::new(Semaphore::new(hash)),
-            read_sem: Arc::new(Semaphore::new(MAX_CONCURRENT_READS)),
+            read_cache: crate::storage::ReadCache::new(crate::storage::ReadCacheConfig {
+                capacity: config.read_cache_size,
+                block_size: config.read_cache_block_size,
+                ttl: config.read_cache_ttl,
+                parallel_reads: config.parallel_reads,
+            }),
             dial_sem: Arc::new(Semaphore::new(MAX_CONCURRENT_DIALS)),
             webseed: config.webseed_settings(),
             announcer,
@@ -777,6 +831,7 @@ impl<N: Network> Session<N> {
             blocking: config.blocking,
             storage_layer: config.storage_layer.clone(),
             blocklist,
+            piece_memory,
         });
         let mut state = State {
             torrents: BTreeMap::new(),
@@ -1388,6 +1443,8 @@ impl<N: Network> Session<N> {
             }
         }
         let c = &self.shared.counters;
+        let memory = self.shared.piece_memory.stats();
+        let reads = self.shared.read_cache.stats();
         SessionStats {
             uptime: self.started.elapsed(),
             torrents,
@@ -1402,6 +1459,18 @@ impl<N: Network> Session<N> {
             bytes_uploaded: bytes.1,
             blocklist_rules: self.shared.blocklist.rules(),
             blocklist_recency: self.shared.blocklist.recency(),
+            read_cache_objects: reads.objects,
+            read_cache_size: reads.bytes,
+            read_cache_utilization: reads.utilization,
+            reads_per_second: reads.loads_per_second,
+            reads_active: reads.loads_active,
+            reads_pending: reads.loads_pending,
+            speed_read: reads.load_speed,
+            bytes_read: reads.bytes_loaded,
+            write_cache_objects: memory.buffers,
+            write_cache_size: memory.reserved,
+            write_cache_pending_keys: memory.waiting,
+            write_cache_peak: memory.peak_reserved,
         }
     }
 

@@ -57,7 +57,9 @@ use crate::peer_task::{Registration, run_handshaked};
 use crate::rate_limit::SpeedLimits;
 use crate::resume::{Progress, ResumeDb, TorrentRecord, pack_bitfield, unpack_bitfield};
 use crate::session::{SessionError, SessionEvent, TorrentStats};
-use crate::storage::{FileCache, FileStorage, FileStorageOptions, Storage, StorageError};
+use crate::storage::{
+    FileCache, FileStorage, FileStorageOptions, ReadCache, ReadCacheHandle, Storage, StorageError,
+};
 use crate::verify::{StartCheck, VerifyError, VerifyOptions, merge_checked, start_check, verify};
 use crate::webseed::{Report as WebseedReport, Runner as WebseedRunner, WebseedSettings};
 use rain_proto::webseed::WebseedStatus;
@@ -75,6 +77,9 @@ pub const MAX_INCOMING_HANDSHAKES: usize = 32;
 pub const MAX_FIXED_PEERS: usize = 256;
 /// Longest wait for in-flight piece writes and `stopped` announces at shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Piece-memory limit changes applied in one drain (each may start pieces and be answered by
+/// another grant); the next input continues.
+pub const MAX_MEMORY_ROUNDS: usize = 4;
 
 /// Session-wide counters.
 #[derive(Debug, Default)]
@@ -104,7 +109,8 @@ pub(crate) struct Shared<N> {
     pub trust_stored_bitfields: bool,
     pub cache: Arc<FileCache>,
     pub hash_sem: Arc<Semaphore>,
-    pub read_sem: Arc<Semaphore>,
+    /// The session-wide upload read cache; it also bounds disk reads (`parallel-reads`).
+    pub read_cache: Arc<ReadCache>,
     pub dial_sem: Arc<Semaphore>,
     pub webseed: WebseedSettings,
     pub announcer: Arc<dyn Announcer>,
@@ -123,6 +129,8 @@ pub(crate) struct Shared<N> {
     pub blocking: BlockingMode,
     /// Wraps each torrent's storage when it is opened.
     pub storage_layer: crate::storage::StorageLayer,
+    /// The session's piece-memory budget (`write-cache-size`).
+    pub piece_memory: Arc<crate::piece_memory::PieceMemory>,
 }
 
 impl<N> Shared<N> {
@@ -304,6 +312,10 @@ struct Task<N: Network> {
     dht_next: Option<tokio::time::Instant>,
     /// The session blocklist generation the machine holds.
     blocklist_gen: u64,
+    /// This torrent's share of the session's piece memory (released when the task ends).
+    memory: crate::piece_memory::Share,
+    /// This torrent's blocks in the session's read cache (dropped when the task ends).
+    reads: ReadCacheHandle,
 }
 
 /// Spawns the task of one torrent (stopped; send [`Command::Start`] to start it).
@@ -371,6 +383,8 @@ pub(crate) fn spawn<N: Network>(shared: Arc<Shared<N>>, spec: TaskSpec) -> TaskH
         shutdown: None,
         dht_next: None,
         blocklist_gen,
+        memory: shared.piece_memory.register(),
+        reads: shared.read_cache.register(),
         shared,
     };
     let join = tokio::spawn(task.run(cmd_rx, inbox_rx));
@@ -432,7 +446,11 @@ fn new_machine<N>(
         blocklist: shared.blocklist.torrent_use(),
         webseeds: webseeds.to_vec(),
     };
-    Torrent::new(params, shared.torrent_config.clone(), seed, shared.now())
+    let now = shared.now();
+    let mut t = Torrent::new(params, shared.torrent_config.clone(), seed, now);
+    // Piece memory comes from the session's budget, granted after the first input.
+    t.set_piece_memory_limit(now, 0);
+    t
 }
 
 fn disk_error(e: &StorageError) -> DiskError {
@@ -458,6 +476,7 @@ impl<N: Network> Task<N> {
             }
             let deadline = self.machine.poll_timeout().map(|t| self.shared.deadline(t));
             let shutdown_deadline = self.shutdown.as_ref().map(|(_, d)| *d);
+            let memory_granted = self.memory.wake();
             // Biased, for a deterministic order under simulation: timers first (each fires
             // once, then re-arms later, so they cannot starve the channels), then commands,
             // then the peers' inbox.
@@ -487,6 +506,8 @@ impl<N: Network> Task<N> {
                     };
                     self.command(c).await;
                 }
+                // Piece memory granted while waiting: the drain below picks it up.
+                () = memory_granted.notified() => {}
                 Some(input) = inbox_rx.recv() => self.input(input).await,
             }
             self.drain().await;
@@ -773,6 +794,8 @@ impl<N: Network> Task<N> {
             cancel: cancel.clone(),
             then_start,
         };
+        // The data may have changed since it was cached.
+        self.reads.purge();
         self.shared
             .counters
             .verifications
@@ -813,6 +836,9 @@ impl<N: Network> Task<N> {
         else {
             return;
         };
+        // Blocks read while hashing may belong to pieces that failed and will be downloaded
+        // again.
+        self.reads.purge();
         match result {
             Ok(bits) => {
                 self.reset_machine(&bits);
@@ -1001,6 +1027,7 @@ impl<N: Network> Task<N> {
     // ------------------------------------------------------------ outputs
 
     async fn drain(&mut self) {
+        let mut memory_rounds = 0;
         loop {
             let mut any = false;
             while let Some(a) = self.machine.poll_action() {
@@ -1016,9 +1043,31 @@ impl<N: Network> Task<N> {
                 self.event(e).await;
             }
             if !any {
-                return;
+                // Settled: report piece memory; a changed limit may start (or hold) pieces.
+                if memory_rounds == MAX_MEMORY_ROUNDS || !self.sync_piece_memory() {
+                    return;
+                }
+                memory_rounds += 1;
             }
         }
+    }
+
+    /// Reports the machine's piece memory to the session budget and applies the limit it
+    /// answers (at once: the budget counts it as held). True if the limit changed.
+    fn sync_piece_memory(&mut self) -> bool {
+        let usage = crate::piece_memory::Usage {
+            reserved: self.machine.piece_memory(),
+            buffers: self.machine.piece_buffers() as u64,
+            wanted: self.machine.piece_memory_wanted(),
+            piece_length: self.machine.info().map_or(0, |i| u64::from(i.piece_length)),
+        };
+        let limit = self.memory.update(usage);
+        if limit == self.machine.piece_memory_limit() {
+            return false;
+        }
+        self.machine
+            .set_piece_memory_limit(self.shared.now(), limit);
+        true
     }
 
     fn perform(&mut self, a: Action) {
@@ -1127,26 +1176,32 @@ impl<N: Network> Task<N> {
                 .handle_block_read(now, peer, piece, begin, Err(e));
             return;
         };
-        let sem = self.shared.read_sem.clone();
+        // Through the session's read cache: it loads whole cache blocks (at most
+        // `parallel-reads` at a time) and answers with slices of them.
+        let cache = self.reads.cache().clone();
+        let key = self.reads.key();
         let blocking = self.shared.blocking;
         tokio::spawn(async move {
-            let Ok(_permit) = sem.acquire_owned().await else {
-                return;
+            let result = match storage.layout().piece(piece) {
+                None => Err(DiskError(std::io::ErrorKind::InvalidInput)),
+                Some((offset, piece_len)) => {
+                    let load = |at: u32, n: u32| {
+                        let storage = storage.clone();
+                        let job = blocking.run(move || {
+                            let mut buf = BytesMut::zeroed(n as usize);
+                            storage
+                                .read(offset + u64::from(at), &mut buf)
+                                .map_err(|e| disk_error(&e))?;
+                            Ok(buf.freeze())
+                        });
+                        async move {
+                            job.await
+                                .unwrap_or(Err(DiskError(std::io::ErrorKind::Interrupted)))
+                        }
+                    };
+                    cache.read(key, piece, piece_len, begin, len, load).await
+                }
             };
-            let job = blocking
-                .run(move || {
-                    let (offset, _) = storage
-                        .layout()
-                        .piece(piece)
-                        .ok_or(DiskError(std::io::ErrorKind::InvalidInput))?;
-                    let mut buf = BytesMut::zeroed(len as usize);
-                    storage
-                        .read(offset + u64::from(begin), &mut buf)
-                        .map_err(|e| disk_error(&e))?;
-                    Ok(buf.freeze())
-                })
-                .await;
-            let result = job.unwrap_or(Err(DiskError(std::io::ErrorKind::Interrupted)));
             let _ = tx
                 .send(Input::BlockRead {
                     peer,

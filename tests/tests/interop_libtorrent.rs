@@ -185,7 +185,7 @@ async fn libtorrent_leeches_from_rain_with_forced_encryption() {
     assert_libtorrent_sees_rc4(&mut lt);
 }
 
-/// rain downloads from a libtorrent seeder while its piece memory (downloaded pieces not yet
+/// rain downloads from a libtorrent seeder while its piece memory (pieces started and not yet
 /// hashed and written; `max_piece_memory`, 64 MiB by default) is small: once the budget is
 /// reached rain starts no new piece until writes complete, and must resume requesting when
 /// they do. (Found by scripts/bench-loopback.sh: with the default budget, fast loopback
@@ -205,8 +205,8 @@ async fn rain_leeches_from_libtorrent_with_little_piece_memory() {
     );
     let dir = tmp.path().join("rain");
     let mut config = loopback_config(&dir, 6);
-    // One block: every block received fills the budget, so new pieces can only be started
-    // when written pieces free it.
+    // Less than a piece: one piece at a time, so a new piece can only be started when the
+    // written one frees the budget.
     config.max_piece_memory = 16 * 1024;
     let s = Session::new(config).await.unwrap();
     let t = s

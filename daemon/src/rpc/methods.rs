@@ -390,6 +390,17 @@ fn session_stats(s: &session::SessionStats) -> SessionStats {
         block_list_recency: s
             .blocklist_recency
             .map_or(-1, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+        read_cache_objects: count(s.read_cache_objects),
+        read_cache_size: s.read_cache_size,
+        read_cache_utilization: s.read_cache_utilization,
+        reads_per_second: u32::try_from(s.reads_per_second).unwrap_or(u32::MAX),
+        reads_active: count(s.reads_active),
+        reads_pending: count(s.reads_pending),
+        speed_read: s.speed_read,
+        bytes_read: s.bytes_read,
+        write_cache_objects: u32::try_from(s.write_cache_objects).unwrap_or(u32::MAX),
+        write_cache_size: s.write_cache_size,
+        write_cache_pending_keys: count(s.write_cache_pending_keys),
         ..SessionStats::default()
     }
 }

@@ -1,6 +1,7 @@
 //! Where a torrent's data lives: the [`Storage`] trait, its [`Layout`] of pieces over files, a
 //! file implementation ([`FileStorage`], with the session-wide [`FileCache`] of open files) and
-//! an in-memory one for simulations ([`MemoryStorage`]).
+//! an in-memory one for simulations ([`MemoryStorage`]); and the session-wide [`ReadCache`] of
+//! data read to serve uploads.
 //!
 //! Offsets are positions in the torrent's byte stream: all files (padding included) laid end
 //! to end in torrent order, so piece `i` is `i × piece_length ..` of it.
@@ -18,6 +19,7 @@ mod cache;
 mod file;
 mod layout;
 mod memory;
+pub mod read_cache;
 
 use std::io;
 use std::path::PathBuf;
@@ -29,6 +31,7 @@ pub use cache::FileCache;
 pub use file::{FileStorage, FileStorageOptions, storage_root};
 pub use layout::{Layout, LayoutFile, Segment, Segments};
 pub use memory::MemoryStorage;
+pub use read_cache::{ReadCache, ReadCacheConfig, ReadCacheHandle, ReadCacheStats};
 
 /// A wrapper put around every torrent's storage when it is opened: fault injection for tests
 /// and simulations (disk full, I/O errors, corrupt reads). None by default.

@@ -49,9 +49,11 @@ pub struct TorrentConfig {
     /// (libtorrent's `max_rejects`). A peer may have up to `max_requests_in` requests in
     /// flight when our choke reaches it, so the limit applied is never below that (300).
     pub max_choked_requests: u32,
-    /// Soft budget of piece data held in memory (received blocks of unfinished pieces and
-    /// pieces waiting for `VerifyAndWrite`): while it is exceeded no new piece is started
-    /// (`write-cache-size` share granted by the runtime; 64 MiB).
+    /// Initial piece-memory limit: a started piece reserves its whole length until it is
+    /// written (or fails, or is dropped), and a new piece starts only if it fits under the
+    /// limit; when nothing is reserved one piece starts even if it is longer (64 MiB). A
+    /// runtime sharing `write-cache-size` across torrents changes it with
+    /// [`Torrent::set_piece_memory_limit`](super::Torrent::set_piece_memory_limit).
     pub max_piece_memory: u64,
     /// Most `have` indices remembered per peer before the metadata is known.
     pub max_pending_haves: usize,

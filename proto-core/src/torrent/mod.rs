@@ -65,8 +65,16 @@
 //!   A choked peer is served its allowed-fast pieces within a byte budget, and a peer that
 //!   keeps requesting while choked is disconnected after `max_choked_requests` refusals.
 //! - Pieces: when every block is in, [`Action::VerifyAndWrite`]; a piece counts only after
-//!   [`Torrent::handle_piece_written`] says it hashed correctly and was written. While the
-//!   in-memory piece data exceeds `max_piece_memory`, no new piece is started.
+//!   [`Torrent::handle_piece_written`] says it hashed correctly and was written.
+//! - Piece memory: a started piece reserves its whole length until it is written, fails its
+//!   hash check or is dropped. A new piece is started only if its length fits under the
+//!   piece-memory limit ([`TorrentConfig::max_piece_memory`], changed at run time by
+//!   [`Torrent::set_piece_memory_limit`] when the runtime shares a session-wide budget);
+//!   blocks of started pieces are always requested, and when nothing is reserved one piece
+//!   starts even if it is longer than a non-zero limit. Peers held back report the bytes they
+//!   wanted ([`Torrent::piece_memory_wanted`]) so the runtime can grant more. Blocks of a
+//!   piece we did not start are dropped when it does not fit. Webseed data is not held back
+//!   (its pieces still count in the reservation).
 //! - Integrity ([`smart_ban`]): failed pieces are re-downloaded, wasted bytes counted, and
 //!   the peer that sent bad blocks is banned; peers that shared a failed piece download on
 //!   parole until they prove themselves.
@@ -442,6 +450,33 @@ enum Origin {
 struct PieceBuf {
     blocks: Vec<Option<(Bytes, Origin)>>,
     bytes: u64,
+    /// Piece-memory bytes reserved for it (the piece's length).
+    reserved: u64,
+}
+
+/// The buffer of `piece`, opened (reserving the piece's whole length in `reserved`) if new.
+fn open_buffer<'a>(
+    buffers: &'a mut BTreeMap<u32, PieceBuf>,
+    reserved: &mut u64,
+    layout: &Layout,
+    piece: u32,
+) -> &'a mut PieceBuf {
+    buffers.entry(piece).or_insert_with(|| {
+        let len = u64::from(layout.piece_len(piece));
+        *reserved += len;
+        PieceBuf {
+            blocks: vec![None; layout.block_count(piece) as usize],
+            bytes: 0,
+            reserved: len,
+        }
+    })
+}
+
+/// Whether a new piece of `len` bytes may start with `reserved` bytes reserved under `limit`:
+/// it fits, or nothing is reserved and the limit is not zero (a piece longer than the whole
+/// limit must still be able to start, one at a time).
+fn piece_fits(reserved: u64, len: u64, limit: u64) -> bool {
+    reserved.saturating_add(len) <= limit || (reserved == 0 && limit > 0)
 }
 
 impl PieceBuf {
@@ -507,7 +542,14 @@ pub struct Torrent {
     needs_peers: bool,
     buffers: BTreeMap<u32, PieceBuf>,
     verifying: BTreeMap<u32, PieceBuf>,
-    piece_memory: u64,
+    /// Bytes of block data held in `buffers` and `verifying`.
+    piece_data: u64,
+    /// Bytes reserved by `buffers` and `verifying` (whole piece lengths).
+    reserved_memory: u64,
+    /// New pieces start only while they fit under this (see [`piece_fits`]).
+    piece_memory_limit: u64,
+    /// Sum of the peers' `memory_wanted`.
+    memory_wanted: u64,
     smart_ban: SmartBan,
     metadata: metadata::MetadataFetch,
     downloaded: u64,
@@ -560,7 +602,10 @@ impl Torrent {
             needs_peers: false,
             buffers: BTreeMap::new(),
             verifying: BTreeMap::new(),
-            piece_memory: 0,
+            piece_data: 0,
+            reserved_memory: 0,
+            piece_memory_limit: config.max_piece_memory,
+            memory_wanted: 0,
             smart_ban: SmartBan::default(),
             metadata: metadata::MetadataFetch::default(),
             downloaded: params.resume.downloaded,
@@ -618,6 +663,45 @@ impl Torrent {
     /// Verified pieces, once the metadata is known.
     pub fn bitfield(&self) -> Option<&Bitfield> {
         self.picker.as_ref().map(Picker::have)
+    }
+
+    /// Bytes of piece memory reserved: the whole length of every started piece, until it is
+    /// written, fails its hash check or is dropped. Never above the limit because of a new
+    /// piece start, except for the one piece allowed when nothing is reserved (see the module
+    /// documentation); lowering the limit leaves started pieces to finish.
+    pub fn piece_memory(&self) -> u64 {
+        self.reserved_memory
+    }
+
+    /// Piece buffers held: started pieces plus pieces waiting for their hash check and write.
+    pub fn piece_buffers(&self) -> usize {
+        self.buffers.len() + self.verifying.len()
+    }
+
+    /// The piece-memory limit in force (initially [`TorrentConfig::max_piece_memory`]).
+    pub fn piece_memory_limit(&self) -> u64 {
+        self.piece_memory_limit
+    }
+
+    /// Bytes of new pieces that peers wanted to start at their last request top-up but the
+    /// limit held back; 0 when no peer is held back. A runtime sharing a budget across
+    /// torrents grants more (with [`Torrent::set_piece_memory_limit`]) while this is not 0.
+    /// Changes with any input that tops up requests, and drops when a held-back peer leaves.
+    pub fn piece_memory_wanted(&self) -> u64 {
+        self.memory_wanted
+    }
+
+    /// Changes the piece-memory limit (a runtime granting a share of a session-wide budget).
+    /// Raising it tops up every peer's requests at once, so peers held back start pieces;
+    /// lowering it starts no new piece while the reservation is at or above it, and lets the
+    /// started pieces finish (nothing is cancelled).
+    pub fn set_piece_memory_limit(&mut self, now: Instant, limit: u64) {
+        self.last_now = now;
+        let raised = limit > self.piece_memory_limit;
+        self.piece_memory_limit = limit;
+        if raised {
+            self.fill_all(now);
+        }
     }
 
     /// The picker, once the metadata is known (read-only, for status and tests).
@@ -917,7 +1001,8 @@ impl Torrent {
         let partial: Vec<u32> = self.buffers.keys().copied().collect();
         for i in partial {
             if let Some(b) = self.buffers.remove(&i) {
-                self.piece_memory -= b.bytes;
+                self.piece_data -= b.bytes;
+                self.reserved_memory -= b.reserved;
             }
             if let Some(p) = self.picker.as_mut() {
                 p.piece_failed(i);
@@ -1406,6 +1491,7 @@ impl Torrent {
         let Some(peer) = self.peers.remove(&key) else {
             return;
         };
+        self.memory_wanted -= peer.memory_wanted;
         if reconnect && self.running && peer.info.direction == Direction::Outgoing {
             let addr = peer.info.addr;
             if self.book.add(addr, peer.source, None) == AddOutcome::Added {
@@ -1753,6 +1839,9 @@ impl Torrent {
 
     /// Tops up `key`'s requests to its pipeline depth.
     fn fill_requests(&mut self, now: Instant, key: PeerKey) {
+        if let Some(p) = self.peers.get_mut(&key) {
+            self.memory_wanted -= std::mem::take(&mut p.memory_wanted);
+        }
         if !self.running {
             return;
         }
@@ -1796,27 +1885,41 @@ impl Torrent {
             let more = want - out.len();
             picker.pick(key, more, &peer.allowed_fast_in, false, &mut out);
         }
-        if self.piece_memory >= self.config.max_piece_memory {
-            // Over budget: finish started pieces, start no new one.
-            out.retain(|b| {
-                let started = self.buffers.contains_key(&b.piece);
-                if !started {
-                    picker.request_rejected(key, *b);
-                }
-                started
-            });
-        }
+        // Piece memory: blocks of started pieces always go out; a new piece starts only if
+        // it fits under the limit, and is otherwise given back (the bytes count as wanted).
+        let mut wanted = 0u64;
+        let mut declined = None;
+        let limit = self.piece_memory_limit;
+        out.retain(|b| {
+            if self.buffers.contains_key(&b.piece) {
+                return true;
+            }
+            let layout = picker.layout();
+            let len = u64::from(layout.piece_len(b.piece));
+            if declined != Some(b.piece) && piece_fits(self.reserved_memory, len, limit) {
+                open_buffer(
+                    &mut self.buffers,
+                    &mut self.reserved_memory,
+                    layout,
+                    b.piece,
+                );
+                return true;
+            }
+            if declined != Some(b.piece) {
+                declined = Some(b.piece);
+                wanted += len;
+            }
+            picker.request_rejected(key, *b);
+            false
+        });
+        peer.memory_wanted = wanted;
+        self.memory_wanted += wanted;
         if out.is_empty() {
             self.scratch = out;
             return;
         }
         for b in &out {
             peer.requested.insert(*b, now);
-            let n = picker.layout().block_count(b.piece) as usize;
-            self.buffers.entry(b.piece).or_insert_with(|| PieceBuf {
-                blocks: vec![None; n],
-                bytes: 0,
-            });
         }
         if peer.snub_at.is_none() {
             peer.snub_at = Some(now + self.config.request_timeout);
@@ -1854,6 +1957,21 @@ impl Torrent {
         peer.snubbed = false;
         peer.snub_at = (!peer.requested.is_empty()).then_some(now + timeout);
         let ip = peer.info.addr.ip();
+        if !self.buffers.contains_key(&index)
+            && !self.verifying.contains_key(&index)
+            && !picker.have().get(index)
+            && !piece_fits(
+                self.reserved_memory,
+                u64::from(picker.layout().piece_len(index)),
+                self.piece_memory_limit,
+            )
+        {
+            // A block of a piece we did not start (unrequested, or late after the piece was
+            // reset) with no piece memory for it: dropped.
+            self.wasted += u64::from(len);
+            self.fill_requests(now, key);
+            return;
+        }
         let outcome = picker.block_received(key, block);
         match outcome.received {
             Received::Invalid => {
@@ -1862,16 +1980,13 @@ impl Torrent {
             }
             Received::Duplicate => self.wasted += u64::from(len),
             Received::New => {
-                let idx = picker.layout().block_index(block).unwrap_or(0) as usize;
-                let n = picker.layout().block_count(index) as usize;
-                let buf = self.buffers.entry(index).or_insert_with(|| PieceBuf {
-                    blocks: vec![None; n],
-                    bytes: 0,
-                });
+                let layout = picker.layout();
+                let idx = layout.block_index(block).unwrap_or(0) as usize;
+                let buf = open_buffer(&mut self.buffers, &mut self.reserved_memory, layout, index);
                 if let Some(slot) = buf.blocks.get_mut(idx) {
                     *slot = Some((data, Origin::Peer(ip)));
                     buf.bytes += u64::from(len);
-                    self.piece_memory += u64::from(len);
+                    self.piece_data += u64::from(len);
                 }
             }
         }
@@ -1903,7 +2018,8 @@ impl Torrent {
             .unwrap_or([0; 20]);
         if buf.blocks.iter().any(Option::is_none) {
             // Data dropped (e.g. a stop in between): download the piece again.
-            self.piece_memory -= buf.bytes;
+            self.piece_data -= buf.bytes;
+            self.reserved_memory -= buf.reserved;
             if let Some(p) = self.picker.as_mut() {
                 p.piece_failed(piece);
             }
@@ -1936,7 +2052,8 @@ impl Torrent {
         let Some(buf) = self.verifying.remove(&piece) else {
             return;
         };
-        self.piece_memory -= buf.bytes;
+        self.piece_data -= buf.bytes;
+        self.reserved_memory -= buf.reserved;
         let Some(picker) = self.picker.as_mut() else {
             return;
         };
@@ -1965,7 +2082,7 @@ impl Torrent {
                 if self.running && self.is_complete() && self.status == Status::Downloading {
                     self.on_complete(now);
                 } else {
-                    // Memory freed: peers held back by `max_piece_memory` may start pieces.
+                    // Memory freed: peers held back by the piece-memory limit may start pieces.
                     self.fill_all(now);
                 }
             }
@@ -2290,12 +2407,22 @@ impl Torrent {
             .chain(self.verifying.values())
             .map(|b| b.bytes)
             .sum();
-        assert_eq!(mem, self.piece_memory, "piece memory");
+        assert_eq!(mem, self.piece_data, "piece data");
+        let reserved: u64 = self
+            .buffers
+            .values()
+            .chain(self.verifying.values())
+            .map(|b| b.reserved)
+            .sum();
+        assert_eq!(reserved, self.reserved_memory, "reserved piece memory");
+        assert!(self.piece_data <= self.reserved_memory);
+        let wanted: u64 = self.peers.values().map(|p| p.memory_wanted).sum();
+        assert_eq!(wanted, self.memory_wanted, "piece memory wanted");
         for b in self.buffers.values().chain(self.verifying.values()) {
             let sum: u64 = b.blocks.iter().flatten().map(|(d, _)| d.len() as u64).sum();
             assert_eq!(sum, b.bytes);
         }
-        assert!(self.downloaded >= self.piece_memory);
+        assert!(self.downloaded >= self.piece_data);
         if let Some(p) = &self.picker {
             for i in 0..p.layout().piece_count() {
                 assert_eq!(
@@ -2378,16 +2505,19 @@ impl Torrent {
         let outcome = picker.block_received(WEBSEED_KEY, block);
         match outcome.received {
             Received::New => {
-                let idx = picker.layout().block_index(block).unwrap_or(0) as usize;
-                let n = picker.layout().block_count(block.piece) as usize;
-                let buf = self.buffers.entry(block.piece).or_insert_with(|| PieceBuf {
-                    blocks: vec![None; n],
-                    bytes: 0,
-                });
+                // Not held back by the piece-memory limit: the range is already under way.
+                let layout = picker.layout();
+                let idx = layout.block_index(block).unwrap_or(0) as usize;
+                let buf = open_buffer(
+                    &mut self.buffers,
+                    &mut self.reserved_memory,
+                    layout,
+                    block.piece,
+                );
                 if let Some(slot) = buf.blocks.get_mut(idx) {
                     *slot = Some((data, Origin::Webseed(source)));
                     buf.bytes += len;
-                    self.piece_memory += len;
+                    self.piece_data += len;
                 }
             }
             Received::Duplicate | Received::Invalid => self.wasted += len,

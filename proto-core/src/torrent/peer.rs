@@ -125,6 +125,9 @@ pub(super) struct Peer {
     pub metadata_rejected: bool,
     /// ut_metadata pieces we sent it (bounded by `METADATA_SERVES_PER_PIECE`).
     pub metadata_served: u32,
+    /// Bytes of new pieces its last request top-up wanted to start but the piece-memory
+    /// limit held back (0: not held back).
+    pub memory_wanted: u64,
 }
 
 impl Peer {
@@ -162,6 +165,7 @@ impl Peer {
             metadata_snubbed: false,
             metadata_rejected: false,
             metadata_served: 0,
+            memory_wanted: 0,
         }
     }
 

@@ -911,6 +911,140 @@ fn written_pieces_free_memory_for_new_pieces() {
     assert!(!requests(&s.take(), p).is_empty(), "requests resumed");
 }
 
+/// Answers request `b` with the test data.
+fn serve(s: &mut Solo, p: PeerKey, b: wire::Block) {
+    let piece_len = s.tt.info.piece_length as usize;
+    let off = b.index as usize * piece_len + b.begin as usize;
+    let data = Bytes::copy_from_slice(&s.tt.data[off..off + b.length as usize]);
+    s.msg(
+        p,
+        Message::Piece {
+            index: b.index,
+            begin: b.begin,
+            data,
+        },
+    );
+}
+
+/// Reserved bytes of `pieces` (whole piece lengths).
+fn reserved_for(s: &Solo, pieces: &BTreeSet<u32>) -> u64 {
+    let layout = s.t.picker().unwrap().layout();
+    pieces.iter().map(|&i| u64::from(layout.piece_len(i))).sum()
+}
+
+/// A leecher with a deep first pipeline (several pieces per top-up) and `limit` of piece
+/// memory, and a connected seed that unchoked it.
+fn memory_limited(limit: u64) -> (Solo, PeerKey) {
+    let tt = TestTorrent::generate(21, 1024 * 1024, 1024 * 1024, false);
+    let config = TorrentConfig {
+        max_piece_memory: limit,
+        initial_requests_out: 64,
+        ..TorrentConfig::default()
+    };
+    let mut s = Solo::new(Role::Leecher, tt, config);
+    let p = s.connect(1, true, false);
+    s.msg(p, Message::HaveAll);
+    s.msg(p, Message::Unchoke);
+    (s, p)
+}
+
+#[test]
+fn raising_the_piece_memory_limit_lets_held_back_peers_start_pieces() {
+    let (mut s, p) = memory_limited(0);
+    let piece_len = u64::from(s.tt.info.piece_length);
+    assert!(
+        requests(&s.take(), p).is_empty(),
+        "a zero limit starts nothing"
+    );
+    assert_eq!((s.t.piece_memory(), s.t.piece_buffers()), (0, 0));
+    assert!(
+        s.t.piece_memory_wanted() >= piece_len,
+        "the held-back peer wants memory"
+    );
+    // Raised to two pieces: the peer starts exactly two, without any message from it.
+    s.t.set_piece_memory_limit(s.now, 2 * piece_len);
+    s.drain();
+    s.t.check_invariants();
+    let pieces: BTreeSet<u32> = requests(&s.take(), p).iter().map(|b| b.index).collect();
+    assert_eq!(pieces.len(), 2, "{pieces:?}");
+    assert_eq!(s.t.piece_memory(), reserved_for(&s, &pieces));
+    assert_eq!(s.t.piece_buffers(), 2);
+    assert!(s.t.piece_memory_wanted() > 0, "its pipeline wants more");
+    // A held-back peer that leaves wants nothing any more.
+    s.t.handle_peer_closed(s.now, p);
+    s.t.check_invariants();
+    assert_eq!(s.t.piece_memory_wanted(), 0);
+}
+
+#[test]
+fn lowering_the_piece_memory_limit_starts_no_new_piece_but_started_ones_finish() {
+    let (mut s, p) = memory_limited(TorrentConfig::default().max_piece_memory);
+    let mut pending = requests(&s.take(), p);
+    let started: BTreeSet<u32> = pending.iter().map(|b| b.index).collect();
+    assert!(started.len() > 1);
+    assert_eq!(s.t.piece_memory(), reserved_for(&s, &started));
+    s.t.set_piece_memory_limit(s.now, 0);
+    s.drain();
+    let acts = s.take();
+    assert!(
+        !Solo::sent(&acts, p)
+            .iter()
+            .any(|m| matches!(m, Message::Cancel(_))),
+        "lowering cancels nothing"
+    );
+    let mut verifying = BTreeSet::new();
+    while !pending.is_empty() {
+        let b = pending.remove(0);
+        serve(&mut s, p, b);
+        let acts = s.take();
+        for r in requests(&acts, p) {
+            assert!(started.contains(&r.index), "new piece {} started", r.index);
+            pending.push(r);
+        }
+        verifying.extend(acts.iter().filter_map(|a| match a {
+            Action::VerifyAndWrite { piece, .. } => Some(*piece),
+            _ => None,
+        }));
+    }
+    assert_eq!(verifying, started, "every started piece finished");
+    // Waiting for their write, they still hold their memory; written, they free it, and
+    // with a zero limit nothing new starts: the peer is held back.
+    assert_eq!(s.t.piece_memory(), reserved_for(&s, &started));
+    for &piece in &verifying {
+        s.t.handle_piece_written(s.now, piece, Ok(true));
+    }
+    s.drain();
+    s.t.check_invariants();
+    assert_eq!((s.t.piece_memory(), s.t.piece_buffers()), (0, 0));
+    assert!(requests(&s.take(), p).is_empty());
+    assert!(s.t.piece_memory_wanted() > 0);
+}
+
+#[test]
+fn a_piece_longer_than_the_limit_starts_alone() {
+    let (mut s, p) = memory_limited(1);
+    let pieces: BTreeSet<u32> = requests(&s.take(), p).iter().map(|b| b.index).collect();
+    assert_eq!(pieces.len(), 1, "{pieces:?}");
+    assert_eq!(s.t.piece_memory(), reserved_for(&s, &pieces));
+}
+
+#[test]
+fn an_unrequested_block_without_piece_memory_is_dropped() {
+    let (mut s, p) = memory_limited(0);
+    s.take();
+    serve(
+        &mut s,
+        p,
+        wire::Block {
+            index: 3,
+            begin: 0,
+            length: 16 * 1024,
+        },
+    );
+    assert_eq!((s.t.piece_memory(), s.t.piece_buffers()), (0, 0));
+    assert_eq!(s.t.stats().bytes.wasted, 16 * 1024);
+}
+
 #[test]
 fn a_block_served_once_is_served_again_when_asked_again() {
     // After a hash failure caused by another peer's garbage, the honest seed is asked for the
