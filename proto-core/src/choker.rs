@@ -241,6 +241,31 @@ mod tests {
     }
 
     #[test]
+    fn a_tick_frees_the_slots_of_peers_that_are_gone() {
+        let mut c = Choker::new(ChokerConfig::default(), Seed::from_u64(9), Instant::ZERO);
+        let full: Vec<_> = (0..4).map(|k| info(k, true, 100, 0)).collect();
+        c.handle_timeout(at(10), &full, false);
+        assert_eq!(
+            unchoked(&c, 4).len(),
+            4,
+            "3 regular + 1 optimistic slots taken"
+        );
+        // All four left without `peer_removed`; only a newcomer is connected at the tick.
+        let newcomer = [info(4, false, 0, 0)];
+        assert!(c.handle_timeout(at(20), &newcomer, false).is_empty());
+        assert_eq!(
+            unchoked(&c, 4),
+            Vec::<u32>::new(),
+            "departed peers forgotten"
+        );
+        assert_eq!(
+            c.handle_interested(PeerKey(4)),
+            Some(ChokeDecision::Unchoke),
+            "a freed slot serves the newcomer at once"
+        );
+    }
+
+    #[test]
     fn leeching_ranks_by_download_rate() {
         let mut c = Choker::new(ChokerConfig::default(), Seed::from_u64(1), Instant::ZERO);
         let peers: Vec<_> = (0..8)
