@@ -189,6 +189,8 @@ pub struct Config {
     pub max_peer_dial: u32,
     /// `max-peer-accept` (`20`): most incoming peers per torrent.
     pub max_peer_accept: u32,
+    /// `max-peer-connections` (`4000`, ours): peer connections open at once over all torrents.
+    pub max_peer_connections: u32,
     /// `parallel-metadata-downloads` (`2`): concurrent ut_metadata sources.
     pub parallel_metadata_downloads: u32,
     /// `peer-connect-timeout` (`5s`): TCP connect timeout.
@@ -323,6 +325,7 @@ impl Default for Config {
             endgame_max_duplicate_downloads: 20,
             max_peer_dial: 80,
             max_peer_accept: 20,
+            max_peer_connections: 4000,
             parallel_metadata_downloads: 2,
             peer_connect_timeout: secs(5),
             peer_handshake_timeout: secs(10),

@@ -76,6 +76,7 @@ pub fn session_config(c: &Config) -> Result<SessionConfig, String> {
         request_timeout: c.request_timeout,
         max_peer_dial: c.max_peer_dial as usize,
         max_peer_accept: c.max_peer_accept as usize,
+        max_peer_connections: c.max_peer_connections as usize,
         parallel_metadata_downloads: c.parallel_metadata_downloads as usize,
         allowed_fast_set: c.allowed_fast_set as usize,
         write_cache_size: c.write_cache_size,
@@ -151,6 +152,7 @@ mod tests {
             port_end: 40010,
             force_outgoing_encryption: true,
             max_requests_in: 77,
+            max_peer_connections: 123,
             tracker_http_verify_tls: false,
             ssrf_mitigation: false,
             tracker_http_private_user_agent: "Private/1".into(),
@@ -168,6 +170,7 @@ mod tests {
         };
         let s = session_config(&c).unwrap();
         assert_eq!(s.blocklist_url, "http://127.0.0.1:1/list");
+        assert_eq!(s.max_peer_connections, 123);
         assert_eq!(s.blocklist_update_interval.as_secs(), 600);
         assert_eq!(s.blocklist_max_response_size, 4096);
         assert!(

@@ -52,6 +52,9 @@ use crate::tracker_client::{TrackerClient, TrackerConfig};
 pub const EVENT_CAPACITY: usize = 1024;
 /// Outgoing connections being set up at once, session-wide.
 pub const MAX_CONCURRENT_DIALS: usize = 256;
+/// Default `max-peer-connections`: room for 40 torrents at rain's 80 + 20 peers each, and
+/// well inside rain's default `max-open-files` (10240).
+pub const DEFAULT_MAX_PEER_CONNECTIONS: usize = 4000;
 /// Longest wait for one torrent to stop at close or remove.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long `close` waits for the last users of the database to finish.
@@ -180,6 +183,11 @@ pub struct SessionConfig {
     pub max_peer_dial: usize,
     /// `max-peer-accept`.
     pub max_peer_accept: usize,
+    /// `max-peer-connections` (ours; rain has only the per-torrent `max-peer-dial` and
+    /// `max-peer-accept`): peer connections open at once over all torrents, handshakes
+    /// included. Beyond it dials wait for a later try and incoming connections are dropped,
+    /// so hundreds of torrents cannot exhaust the process's descriptors.
+    pub max_peer_connections: usize,
     /// `parallel-metadata-downloads`.
     pub parallel_metadata_downloads: usize,
     /// `allowed-fast-set`.
@@ -283,6 +291,7 @@ impl Default for SessionConfig {
             request_timeout: t.request_timeout,
             max_peer_dial: t.max_peer_dial,
             max_peer_accept: t.max_peer_accept,
+            max_peer_connections: DEFAULT_MAX_PEER_CONNECTIONS,
             parallel_metadata_downloads: t.parallel_metadata_downloads,
             allowed_fast_set: t.allowed_fast_set,
             max_piece_memory: t.max_piece_memory,
@@ -817,6 +826,7 @@ impl<N: Network> Session<N> {
                 parallel_reads: config.parallel_reads,
             }),
             dial_sem: Arc::new(Semaphore::new(MAX_CONCURRENT_DIALS)),
+            connections: Arc::new(Semaphore::new(config.max_peer_connections)),
             webseed: config.webseed_settings(),
             announcer,
             events,

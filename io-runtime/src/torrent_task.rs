@@ -112,6 +112,8 @@ pub(crate) struct Shared<N> {
     /// The session-wide upload read cache; it also bounds disk reads (`parallel-reads`).
     pub read_cache: Arc<ReadCache>,
     pub dial_sem: Arc<Semaphore>,
+    /// One permit per open peer connection, session-wide (`max-peer-connections`).
+    pub connections: Arc<Semaphore>,
     pub webseed: WebseedSettings,
     pub announcer: Arc<dyn Announcer>,
     pub events: broadcast::Sender<SessionEvent>,
@@ -928,10 +930,15 @@ impl<N: Network> Task<N> {
                 let Ok(permit) = handshakes.clone().try_acquire_owned() else {
                     continue;
                 };
+                // Session-wide connection cap: held for the connection's life.
+                let Ok(slot) = shared.connections.clone().try_acquire_owned() else {
+                    continue;
+                };
                 let shared = shared.clone();
                 let inbox = inbox.clone();
                 let mut rng = Rng::new(rng.child());
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let conn = peer::accept(
                         stream,
                         &[local.info_hash],
@@ -1133,6 +1140,11 @@ impl<N: Network> Task<N> {
         let inbox = self.inbox_tx.clone();
         let mut rng = Rng::new(self.rng.child());
         tokio::spawn(async move {
+            // Held for the connection's life; without one the dial fails and is retried later.
+            let Ok(_slot) = shared.connections.clone().try_acquire_owned() else {
+                let _ = inbox.send(Input::DialFailed(addr)).await;
+                return;
+            };
             let Ok(permit) = shared.dial_sem.clone().acquire_owned().await else {
                 return;
             };

@@ -7,7 +7,12 @@ use super::Config;
 use super::kinds::{Bad, Bool, Dur, Kind, List, Mode, Path, Port, Str, U32, U64};
 
 /// Keys of ours that rain does not have.
-pub const BEYOND_RAIN: &[&str] = &["rpc-token", "dht-host6", "ssrf-mitigation"];
+pub const BEYOND_RAIN: &[&str] = &[
+    "rpc-token",
+    "dht-host6",
+    "ssrf-mitigation",
+    "max-peer-connections",
+];
 
 macro_rules! config_keys {
     ($($key:literal => $field:ident: $kind:ty,)*) => {
@@ -108,6 +113,7 @@ config_keys! {
     "endgame-max-duplicate-downloads" => endgame_max_duplicate_downloads: U32,
     "max-peer-dial" => max_peer_dial: U32,
     "max-peer-accept" => max_peer_accept: U32,
+    "max-peer-connections" => max_peer_connections: U32,
     "parallel-metadata-downloads" => parallel_metadata_downloads: U32,
     "peer-connect-timeout" => peer_connect_timeout: Dur,
     "peer-handshake-timeout" => peer_handshake_timeout: Dur,

@@ -116,6 +116,7 @@ fn defaults_match_rain() {
     assert_eq!(c.endgame_max_duplicate_downloads, 20);
     assert_eq!(c.max_peer_dial, 80);
     assert_eq!(c.max_peer_accept, 20);
+    assert_eq!(c.max_peer_connections, 4000);
     assert_eq!(c.parallel_metadata_downloads, 2);
     assert_eq!(c.peer_connect_timeout, secs(5));
     assert_eq!(c.peer_handshake_timeout, secs(10));
@@ -242,6 +243,7 @@ request-timeout: 40s
 endgame-max-duplicate-downloads: 3
 max-peer-dial: 100
 max-peer-accept: 30
+max-peer-connections: 900
 parallel-metadata-downloads: 4
 peer-connect-timeout: 7s
 peer-handshake-timeout: 12s
@@ -339,6 +341,7 @@ fn every_key_parses_to_its_value() {
         endgame_max_duplicate_downloads: 3,
         max_peer_dial: 100,
         max_peer_accept: 30,
+        max_peer_connections: 900,
         parallel_metadata_downloads: 4,
         peer_connect_timeout: secs(7),
         peer_handshake_timeout: secs(12),
