@@ -54,6 +54,12 @@ fn one_seeder_twenty_leechers_complete_with_identical_data() {
             let st = n.torrent.stats();
             assert_eq!(st.status, Status::Seeding, "node {i}");
             assert_eq!(st.pieces.have, st.pieces.total);
+            assert_eq!(st.bytes.allocated, st.bytes.total, "node {i} allocated");
+            assert_eq!(
+                (st.bytes.completed, st.bytes.incomplete),
+                (st.bytes.total, 0),
+                "node {i}"
+            );
             if i > 0 {
                 assert!(st.bytes.downloaded >= st.bytes.total - st.bytes.padding);
                 assert!(n.events.iter().any(|e| e.1 == TorrentEvent::Completed));
