@@ -316,7 +316,9 @@ impl Default for SessionConfig {
 }
 
 impl SessionConfig {
-    fn torrent_config(&self) -> TorrentConfig {
+    /// The per-torrent machine settings these session settings give (also what a pure
+    /// simulation of the same sessions runs with).
+    pub fn torrent_config(&self) -> TorrentConfig {
         let mut t = TorrentConfig::default();
         t.choker.unchoked_peers = self.unchoked_peers;
         t.choker.optimistic_unchoked_peers = self.optimistic_unchoked_peers;

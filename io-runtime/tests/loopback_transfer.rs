@@ -11,10 +11,11 @@ use rain_proto::torrent::Status;
 use rain_runtime::create::{CreateOptions, create_torrent};
 use rain_runtime::resume::{ResumeDb, ResumeDbOptions, unpack_bitfield};
 use rain_runtime::session::{AddOptions, Session, SessionConfig};
-use rain_runtime::storage::{
-    FileCache, FileStorage, FileStorageOptions, Layout, Storage, StorageError, StorageLayer,
-};
+use rain_runtime::storage::{FileCache, FileStorage, FileStorageOptions, Storage, StorageLayer};
 use rain_runtime::verify::{VerifyOptions, verify};
+
+mod common;
+use common::{Gate, GatedStorage, OpenOnDrop};
 
 const WAIT: Duration = Duration::from_secs(60);
 const PIECE: u32 = 32 * 1024;
@@ -296,69 +297,6 @@ fn loopback_transfer() {
         c.close().await.unwrap();
         a.close().await.unwrap();
     });
-}
-
-/// A disk that stops taking writes until [`Gate::open`]: a stalled or very slow disk (R55).
-#[derive(Debug, Default)]
-struct Gate {
-    open: std::sync::Mutex<bool>,
-    opened: std::sync::Condvar,
-    writes_waiting: std::sync::atomic::AtomicU64,
-}
-
-impl Gate {
-    fn open(&self) {
-        *self.open.lock().unwrap() = true;
-        self.opened.notify_all();
-    }
-
-    fn wait(&self) {
-        let mut open = self.open.lock().unwrap();
-        while !*open {
-            open = self.opened.wait(open).unwrap();
-        }
-    }
-}
-
-/// Opens the gate when dropped, so a failing assertion cannot leave blocking threads (and the
-/// runtime's shutdown) waiting on it forever.
-struct OpenOnDrop(Arc<Gate>);
-
-impl Drop for OpenOnDrop {
-    fn drop(&mut self) {
-        self.0.open();
-    }
-}
-
-#[derive(Debug)]
-struct GatedStorage {
-    inner: Arc<dyn Storage>,
-    gate: Arc<Gate>,
-}
-
-impl Storage for GatedStorage {
-    fn layout(&self) -> &Layout {
-        self.inner.layout()
-    }
-    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), StorageError> {
-        self.inner.read(offset, buf)
-    }
-    fn write(&self, offset: u64, blocks: &[bytes::Bytes]) -> Result<(), StorageError> {
-        self.gate
-            .writes_waiting
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.gate.wait();
-        self.inner.write(offset, blocks)
-    }
-    fn flush(&self) -> Result<(), StorageError> {
-        self.inner.flush()
-    }
-    fn exists(&self, file: usize) -> Result<bool, StorageError> {
-        self.inner.exists(file)
-    }
-    fn allocate(&self) -> Result<(), StorageError> {
-        self.inner.allocate()
-    }
 }
 
 /// A leecher whose disk stalls (every write blocks until the test lets it through): it stops

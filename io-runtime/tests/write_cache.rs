@@ -3,13 +3,16 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rain_proto::torrent::Status;
 use rain_runtime::create::{CreateOptions, create_torrent};
 use rain_runtime::session::{AddOptions, Session, SessionConfig, SessionStats};
-use rain_runtime::storage::{Layout, Storage, StorageError, StorageLayer};
+use rain_runtime::storage::StorageLayer;
+
+mod common;
+use common::{Gate, GatedStorage, OpenOnDrop};
 
 const WAIT: Duration = Duration::from_secs(60);
 const PIECE: u32 = 32 * 1024;
@@ -50,66 +53,6 @@ fn payload(len: usize, mut x: u32) -> Vec<u8> {
             x as u8
         })
         .collect()
-}
-
-/// A disk whose writes block until [`Gate::open`].
-#[derive(Debug, Default)]
-struct Gate {
-    open: std::sync::Mutex<bool>,
-    opened: std::sync::Condvar,
-    writes_waiting: AtomicU64,
-}
-
-impl Gate {
-    fn open(&self) {
-        *self.open.lock().unwrap() = true;
-        self.opened.notify_all();
-    }
-
-    fn wait(&self) {
-        let mut open = self.open.lock().unwrap();
-        while !*open {
-            open = self.opened.wait(open).unwrap();
-        }
-    }
-}
-
-/// Opens the gate when dropped, so a failing assertion cannot leave blocking threads waiting.
-struct OpenOnDrop(Arc<Gate>);
-
-impl Drop for OpenOnDrop {
-    fn drop(&mut self) {
-        self.0.open();
-    }
-}
-
-#[derive(Debug)]
-struct GatedStorage {
-    inner: Arc<dyn Storage>,
-    gate: Arc<Gate>,
-}
-
-impl Storage for GatedStorage {
-    fn layout(&self) -> &Layout {
-        self.inner.layout()
-    }
-    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), StorageError> {
-        self.inner.read(offset, buf)
-    }
-    fn write(&self, offset: u64, blocks: &[bytes::Bytes]) -> Result<(), StorageError> {
-        self.gate.writes_waiting.fetch_add(1, Ordering::Relaxed);
-        self.gate.wait();
-        self.inner.write(offset, blocks)
-    }
-    fn flush(&self) -> Result<(), StorageError> {
-        self.inner.flush()
-    }
-    fn exists(&self, file: usize) -> Result<bool, StorageError> {
-        self.inner.exists(file)
-    }
-    fn allocate(&self) -> Result<(), StorageError> {
-        self.inner.allocate()
-    }
 }
 
 async fn wait_status(s: &Session, id: &str, want: Status, budget: u64) {

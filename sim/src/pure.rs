@@ -431,27 +431,7 @@ fn file_path(name: &str, multi_file: bool, path: &[String]) -> PathBuf {
 /// The torrent configuration of the turmoil runs' sessions ([`session_config`]), as the
 /// runtime derives it.
 fn torrent_config() -> TorrentConfig {
-    let c = session_config(Path::new("."), 0);
-    let mut t = TorrentConfig::default();
-    t.choker.unchoked_peers = c.unchoked_peers;
-    t.choker.optimistic_unchoked_peers = c.optimistic_unchoked_peers;
-    t.max_requests_in = c.max_requests_in;
-    t.max_requests_out = c.max_requests_out;
-    t.default_requests_out = c.default_requests_out;
-    t.request_timeout = c.request_timeout;
-    t.max_peer_dial = c.max_peer_dial;
-    t.max_peer_accept = c.max_peer_accept;
-    t.parallel_metadata_downloads = c.parallel_metadata_downloads;
-    t.allowed_fast_set = c.allowed_fast_set;
-    t.max_metadata_size = u64::from(c.max_metadata_size);
-    t.max_piece_memory = c.max_piece_memory;
-    t.pex_enabled = c.pex_enabled;
-    t.announcer.num_want = c.tracker_num_want;
-    t.announcer.stop_timeout = c.tracker_stop_timeout;
-    t.webseed.max_sources = c.webseed_max_sources;
-    t.webseed.max_downloads = c.webseed_max_downloads;
-    t.webseed.retry_interval = c.webseed_retry_interval;
-    t
+    session_config(Path::new("."), 0).torrent_config()
 }
 
 fn net_config(s: &Scenario, layout: Layout) -> NetConfig {

@@ -1,0 +1,70 @@
+//! Helpers shared by io-runtime's integration tests.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use rain_runtime::storage::{Layout, Storage, StorageError};
+
+/// A disk that stops taking writes until [`Gate::open`]: a stalled or very slow disk (R55).
+#[derive(Debug, Default)]
+pub struct Gate {
+    open: Mutex<bool>,
+    opened: Condvar,
+    /// Writes that reached the gate (waiting or let through).
+    pub writes_waiting: AtomicU64,
+}
+
+impl Gate {
+    /// Lets every waiting and later write through.
+    pub fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+
+    fn wait(&self) {
+        let mut open = self.open.lock().unwrap();
+        while !*open {
+            open = self.opened.wait(open).unwrap();
+        }
+    }
+}
+
+/// Opens the gate when dropped, so a failing assertion cannot leave blocking threads (and the
+/// runtime's shutdown) waiting on it forever.
+pub struct OpenOnDrop(pub Arc<Gate>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+/// A storage whose writes wait at `gate`.
+#[derive(Debug)]
+pub struct GatedStorage {
+    pub inner: Arc<dyn Storage>,
+    pub gate: Arc<Gate>,
+}
+
+impl Storage for GatedStorage {
+    fn layout(&self) -> &Layout {
+        self.inner.layout()
+    }
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), StorageError> {
+        self.inner.read(offset, buf)
+    }
+    fn write(&self, offset: u64, blocks: &[bytes::Bytes]) -> Result<(), StorageError> {
+        self.gate.writes_waiting.fetch_add(1, Ordering::Relaxed);
+        self.gate.wait();
+        self.inner.write(offset, blocks)
+    }
+    fn flush(&self) -> Result<(), StorageError> {
+        self.inner.flush()
+    }
+    fn exists(&self, file: usize) -> Result<bool, StorageError> {
+        self.inner.exists(file)
+    }
+    fn allocate(&self) -> Result<(), StorageError> {
+        self.inner.allocate()
+    }
+}
