@@ -11,11 +11,11 @@ use rain_proto::torrent::Status;
 use rain_runtime::create::{CreateOptions, create_torrent};
 use rain_runtime::resume::{ResumeDb, ResumeDbOptions, unpack_bitfield};
 use rain_runtime::session::{AddOptions, Session, SessionConfig};
-use rain_runtime::storage::{FileCache, FileStorage, FileStorageOptions, Storage, StorageLayer};
+use rain_runtime::storage::{FileCache, FileStorage, FileStorageOptions, Storage};
 use rain_runtime::verify::{VerifyOptions, verify};
 
 mod common;
-use common::{Gate, GatedStorage, OpenOnDrop};
+use common::{Gate, OpenOnDrop, gated_layer};
 
 const WAIT: Duration = Duration::from_secs(60);
 const PIECE: u32 = 32 * 1024;
@@ -330,15 +330,9 @@ fn a_stalled_disk_bounds_memory_and_keeps_the_session_responsive() {
         };
         a.add_torrent(&torrent, seed).await.unwrap();
         wait_status(&a, "seed", Status::Seeding).await;
-        let layer_gate = gate.clone();
         let b = Session::new(SessionConfig {
             max_piece_memory: memory,
-            storage_layer: StorageLayer::new(move |inner| {
-                Arc::new(GatedStorage {
-                    inner,
-                    gate: layer_gate.clone(),
-                })
-            }),
+            storage_layer: gated_layer(&gate),
             ..config(&dir_b, port_b, 8)
         })
         .await

@@ -9,10 +9,9 @@ use std::time::Duration;
 use rain_proto::torrent::Status;
 use rain_runtime::create::{CreateOptions, create_torrent};
 use rain_runtime::session::{AddOptions, Session, SessionConfig, SessionStats};
-use rain_runtime::storage::StorageLayer;
 
 mod common;
-use common::{Gate, GatedStorage, OpenOnDrop};
+use common::{Gate, OpenOnDrop, gated_layer};
 
 const WAIT: Duration = Duration::from_secs(60);
 const PIECE: u32 = 32 * 1024;
@@ -132,15 +131,9 @@ fn two_torrents_download_at_once_within_a_small_write_cache() {
         for (name, ..) in &torrents {
             wait_status(&a, name, Status::Seeding, u64::MAX).await;
         }
-        let layer_gate = gate.clone();
         let b = Session::new(SessionConfig {
             write_cache_size: budget,
-            storage_layer: StorageLayer::new(move |inner| {
-                Arc::new(GatedStorage {
-                    inner,
-                    gate: layer_gate.clone(),
-                })
-            }),
+            storage_layer: gated_layer(&gate),
             ..config(&dir_b, port_b, 12)
         })
         .await

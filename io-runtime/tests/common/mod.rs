@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-use rain_runtime::storage::{Layout, Storage, StorageError};
+use rain_runtime::storage::{Layout, Storage, StorageError, StorageLayer};
 
 /// A disk that stops taking writes until [`Gate::open`]: a stalled or very slow disk (R55).
 #[derive(Debug, Default)]
@@ -67,4 +67,15 @@ impl Storage for GatedStorage {
     fn allocate(&self) -> Result<(), StorageError> {
         self.inner.allocate()
     }
+}
+
+/// A session storage layer that makes every torrent's writes wait at `gate`.
+pub fn gated_layer(gate: &Arc<Gate>) -> StorageLayer {
+    let gate = gate.clone();
+    StorageLayer::new(move |inner| {
+        Arc::new(GatedStorage {
+            inner,
+            gate: gate.clone(),
+        })
+    })
 }
