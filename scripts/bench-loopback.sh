@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Loopback throughput benchmark: one payload, seeded by a real libtorrent on 127.0.0.1 and
-# downloaded in turn by rain (`rain download --peer`, release build), libtorrent, aria2 and
+# downloaded by rain (`rain download --peer`, release build), libtorrent, aria2 and
 # Transmission; then the reverse, rain seeding (`rain download --seed`) to a libtorrent
-# leecher. Each transfer runs BENCH_RUNS times; the table shows the median of each column
-# over the runs that completed (a run that exceeds BENCH_TIMEOUT is abandoned and counted).
+# leecher. BENCH_RUNS rounds, each running every client once in turn; the table shows the
+# median of each column over the runs that completed (a run that exceeds BENCH_TIMEOUT is
+# abandoned and counted).
 # Also measures this machine's single-core SHA-1 speed, the ceiling for piece hashing.
 #
 # Environment:
@@ -14,6 +15,8 @@
 #   BENCH_CLIENTS    leechers to run (default "rain libtorrent aria2 transmission")
 #   BENCH_REVERSE    1 to also run rain -> libtorrent (default 1)
 #   RAIN_BIN         a rain binary to use instead of building target/release/rain
+#   RAIN_BIN_B       a second rain binary, client "rain-b" in BENCH_CLIENTS: a before/after
+#                    comparison run in the same rounds
 #   BENCH_KEEP       1 to keep the work directory (logs) afterwards
 #   BENCH_PROC       1 to measure CPU and RSS from /proc even where /usr/bin/time exists
 #   BENCH_LT_PLAIN   1: the libtorrent leecher refuses MSE (pe_disabled both ways), so that a
@@ -255,14 +258,18 @@ rain_config() {
 # ------------------------------------------------------------------ one run per client
 
 # Each run_<client> gets a fresh directory $1 and stats file $2, and sets WALL (or returns 1).
-run_rain() {
-  local dir=$1 stats=$2 port start
+run_rain() { rain_leecher "$rain_bin" "$@"; }
+run_rain-b() { rain_leecher "$(realpath "$RAIN_BIN_B")" "$@"; }
+
+# $1 the rain binary, $2 the run directory, $3 the stats file.
+rain_leecher() {
+  local bin=$1 dir=$2 stats=$3 port start
   port=$(free_port)
   rain_config "$dir/rain.yaml" "$port"
   start=$(now)
   # rain download writes into its working directory.
   cd "$dir"
-  launch "$stats" -- "$rain_bin" download -c rain.yaml -t "$torrent" \
+  launch "$stats" -- "$bin" download -c rain.yaml -t "$torrent" \
     --resume resume.db --peer "127.0.0.1:$seed_port" >rain.log 2>&1
   cd - >/dev/null
   finish "$LAUNCHED" "$start" || return 1
@@ -346,6 +353,7 @@ EOF
 available() {
   case $1 in
     rain) [ -x "$rain_bin" ] ;;
+    rain-b) [ -x "${RAIN_BIN_B:-}" ] ;;
     libtorrent) true ;;
     aria2) command -v aria2c >/dev/null ;;
     transmission) command -v transmission-daemon >/dev/null ;;
@@ -353,42 +361,71 @@ available() {
 }
 
 rows=()
-# Runs one transfer RUNS times; $1 label, $2 run function, $3 seeder pid.
-bench() {
-  local label=$1 fn=$2 spid=$3 i dir stats c0 mibs=() cpus=() rss=() scpu=() srss=()
-  for i in $(seq 1 "$RUNS"); do
-    dir="$work/run-$fn-$i"
-    stats="$dir.stats"
-    mkdir -p "$dir"
-    sync
-    c0=$(cpu_of "$spid")
-    reset_hwm "$spid"
-    if ! "$fn" "$dir" "$stats"; then
-      log "$label run $i failed (logs in $dir)"
-      BENCH_KEEP=1
-      continue
-    fi
-    local s_cpu s_rss u sy m
-    s_cpu=$(awk -v a="$c0" -v b="$(cpu_of "$spid")" 'BEGIN { printf "%.2f", b - a }')
-    s_rss=$(hwm_of "$spid")
-    read -r u sy m <"$stats"
-    mibs+=("$(awk -v w="$WALL" -v n="$SIZE_MIB" 'BEGIN { printf "%.1f", n / w }')")
-    cpus+=("$(awk -v u="$u" -v s="$sy" 'BEGIN { printf "%.2f", u + s }')")
-    rss+=("$((m / 1024))")
-    scpu+=("$s_cpu")
-    srss+=("$((s_rss / 1024))")
-    log "$label run $i: ${WALL}s, ${mibs[-1]} MiB/s, leecher CPU ${cpus[-1]}s, RSS ${rss[-1]} MiB, seeder CPU ${s_cpu}s, RSS ${srss[-1]} MiB"
-    rm -rf "$dir"
-  done
-  [ ${#mibs[@]} -gt 0 ] || { rows+=("| $label | 0/$RUNS | | | | | |"); return; }
-  rows+=("| $label | ${#mibs[@]}/$RUNS | $(printf '%s\n' "${mibs[@]}" | median) | $(printf '%s\n' "${cpus[@]}" | median) | $(printf '%s\n' "${rss[@]}" | median) | $(printf '%s\n' "${scpu[@]}" | median) | $(printf '%s\n' "${srss[@]}" | median) |")
+# Per transfer label: the space-separated figures of its completed runs, and its run count.
+declare -A MIBS CPUS RSS SCPU SRSS TRIED
+
+# Runs one transfer once; $1 label, $2 run function, $3 seeder pid, $4 run number.
+bench_once() {
+  local label=$1 fn=$2 spid=$3 i=$4 dir stats c0 s_cpu s_rss u sy m mib cpu
+  dir="$work/run-$fn-$i"
+  stats="$dir.stats"
+  mkdir -p "$dir"
+  sync
+  TRIED[$label]=$(( ${TRIED[$label]:-0} + 1 ))
+  c0=$(cpu_of "$spid")
+  reset_hwm "$spid"
+  if ! "$fn" "$dir" "$stats"; then
+    log "$label run $i failed (logs in $dir)"
+    BENCH_KEEP=1
+    return
+  fi
+  s_cpu=$(awk -v a="$c0" -v b="$(cpu_of "$spid")" 'BEGIN { printf "%.2f", b - a }')
+  s_rss=$(( $(hwm_of "$spid") / 1024 ))
+  read -r u sy m <"$stats"
+  mib=$(awk -v w="$WALL" -v n="$SIZE_MIB" 'BEGIN { printf "%.1f", n / w }')
+  cpu=$(awk -v u="$u" -v s="$sy" 'BEGIN { printf "%.2f", u + s }')
+  m=$((m / 1024))
+  MIBS[$label]+=" $mib"; CPUS[$label]+=" $cpu"; RSS[$label]+=" $m"
+  SCPU[$label]+=" $s_cpu"; SRSS[$label]+=" $s_rss"
+  log "$label run $i: ${WALL}s, $mib MiB/s, leecher CPU ${cpu}s, RSS $m MiB, seeder CPU ${s_cpu}s, RSS $s_rss MiB"
+  rm -rf "$dir"
 }
 
+# The table row of one transfer: medians over its completed runs.
+row() {
+  local label=$1 col
+  local -a done=(${MIBS[$label]:-})
+  if [ ${#done[@]} -eq 0 ]; then
+    rows+=("| $label | 0/${TRIED[$label]:-0} | | | | | |")
+    return
+  fi
+  local line="| $label | ${#done[@]}/${TRIED[$label]} |"
+  for col in MIBS CPUS RSS SCPU SRSS; do
+    local -n figures=$col
+    line+=" $(printf '%s\n' ${figures[$label]} | median) |"
+  done
+  rows+=("$line")
+}
+
+# Rounds, not one client's runs in a row: a drift in the machine's state (page cache,
+# writeback, a noisy neighbour) then weighs on every client alike.
+present=()
 for c in $CLIENTS; do
   if available "$c"; then
-    bench "libtorrent → $c" "run_$c" "$seeder"
+    present+=("$c")
   else
     log "skipping $c: not installed"
+  fi
+done
+for i in $(seq 1 "$RUNS"); do
+  for c in "${present[@]}"; do
+    bench_once "libtorrent → $c" "run_$c" "$seeder" "$i"
+  done
+done
+for c in $CLIENTS; do
+  if available "$c"; then
+    row "libtorrent → $c"
+  else
     rows+=("| libtorrent → $c | not installed | | | | | |")
   fi
 done
@@ -408,7 +445,10 @@ if [ "$REVERSE" = 1 ]; then
   grep -q '^Seeding' "$work/rain-seed.log" || die "rain seeder did not start: $(tail -3 "$work/rain-seed.log")"
   log "rain seeder on 127.0.0.1:$rain_port"
   seed_port=$rain_port
-  bench "rain → libtorrent" run_libtorrent "$rain_seeder"
+  for i in $(seq 1 "$RUNS"); do
+    bench_once "rain → libtorrent" run_libtorrent "$rain_seeder" "$i"
+  done
+  row "rain → libtorrent"
   kill "$rain_seeder" 2>/dev/null || true
   wait "$rain_seeder" 2>/dev/null || true
 fi
