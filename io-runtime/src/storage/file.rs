@@ -17,7 +17,7 @@
 use std::io::{self, IoSlice};
 use std::os::unix::fs::FileExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
@@ -83,6 +83,10 @@ pub struct FileStorage {
     paths: Vec<PathBuf>,
     /// Files written since the last flush.
     dirty: Vec<AtomicBool>,
+    /// One writer per file at a time. The kernel serialises buffered writes to a file on its
+    /// inode lock, and a waiting writer spins there, burning a core another piece could hash
+    /// on; here it sleeps instead.
+    writers: Vec<Mutex<()>>,
     dir_mode: u32,
     file_mode: u32,
     /// The root is this torrent's own directory (`<data-dir>/<id>`), removed with its data.
@@ -113,11 +117,13 @@ impl FileStorage {
             paths.push(path);
         }
         let dirty = paths.iter().map(|_| AtomicBool::new(false)).collect();
+        let writers = paths.iter().map(|_| Mutex::new(())).collect();
         Ok(FileStorage {
             layout,
             root,
             paths,
             dirty,
+            writers,
             dir_mode: file_permissions & 0o7777,
             file_mode: file_permissions & 0o666,
             owns_root: false,
@@ -259,8 +265,12 @@ impl Storage for FileStorage {
             for_each_slice(blocks, seg.range_offset, seg.len, |s| {
                 slices.push(IoSlice::new(s));
             });
+            let writing = self.writers[seg.file]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             write_all_vectored_at(&file, &mut slices, seg.file_offset)
                 .map_err(self.io_err(seg.file))?;
+            drop(writing);
             self.dirty[seg.file].store(true, Ordering::Release);
         }
         Ok(())
