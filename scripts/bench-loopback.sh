@@ -19,6 +19,7 @@
 #                    comparison run in the same rounds
 #   BENCH_KEEP       1 to keep the work directory (logs) afterwards
 #   BENCH_PROC       1 to measure CPU and RSS from /proc even where /usr/bin/time exists
+#   BENCH_RAIN_CONFIG  YAML lines added to every rain config, e.g. "prefer-plaintext: true"
 #   BENCH_LT_PLAIN   1: the libtorrent leecher refuses MSE (pe_disabled both ways), so that a
 #                    rain seeder, which picks RC4 whenever the dialer offers it, runs plaintext
 #
@@ -253,6 +254,7 @@ fi
 # A rain config for loopback: host 127.0.0.1, one port, no DHT.
 rain_config() {
   printf 'host: 127.0.0.1\nport-begin: %s\nport-end: %s\ndht-enabled: false\n' "$2" "$(($2 + 1))" >"$1"
+  [ -z "${BENCH_RAIN_CONFIG:-}" ] || printf '%s\n' "$BENCH_RAIN_CONFIG" >>"$1"
 }
 
 # ------------------------------------------------------------------ one run per client

@@ -225,6 +225,9 @@ pub struct Config {
     pub force_outgoing_encryption: bool,
     /// `force-incoming-encryption` (`false`): refuse non-RC4 incoming connections.
     pub force_incoming_encryption: bool,
+    /// `prefer-plaintext` (`false`, ours): when a peer dialling us offers both RC4 and
+    /// plaintext, select plaintext (libtorrent's choice; rain selects RC4).
+    pub prefer_plaintext: bool,
 
     // WebSeed
     /// `webseed-dial-timeout` (`10s`): TCP connect timeout.
@@ -343,6 +346,7 @@ impl Default for Config {
             disable_outgoing_encryption: false,
             force_outgoing_encryption: false,
             force_incoming_encryption: false,
+            prefer_plaintext: false,
 
             webseed_dial_timeout: secs(10),
             webseed_tls_handshake_timeout: secs(10),

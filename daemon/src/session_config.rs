@@ -28,6 +28,7 @@ pub fn session_config(c: &Config) -> Result<SessionConfig, String> {
         disable_outgoing_encryption: c.disable_outgoing_encryption,
         force_outgoing_encryption: c.force_outgoing_encryption,
         force_incoming_encryption: c.force_incoming_encryption,
+        prefer_plaintext: c.prefer_plaintext,
         dht_enabled: c.dht_enabled,
         dht_host: c
             .dht_host

@@ -98,6 +98,9 @@ pub struct SessionConfig {
     pub force_outgoing_encryption: bool,
     /// `force-incoming-encryption`.
     pub force_incoming_encryption: bool,
+    /// `prefer-plaintext` (ours): select plaintext when a peer dialling us offers both
+    /// methods. See [`EncryptionPolicy::prefer_plaintext`].
+    pub prefer_plaintext: bool,
     /// `dht-enabled`: run a DHT node (rain's default is on; this library's is off, so that
     /// nothing reaches the public bootstrap routers unless asked to).
     pub dht_enabled: bool,
@@ -253,6 +256,7 @@ impl Default for SessionConfig {
             disable_outgoing_encryption: false,
             force_outgoing_encryption: false,
             force_incoming_encryption: false,
+            prefer_plaintext: false,
             dht_enabled: false,
             dht_host: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             dht_port: 7246,
@@ -750,12 +754,17 @@ impl<N: Network> Session<N> {
                 "port-begin must be less than port-end",
             ));
         }
-        let policy = EncryptionPolicy::from_config(
-            config.disable_outgoing_encryption,
-            config.force_outgoing_encryption,
-            config.force_incoming_encryption,
-        )
-        .map_err(|_| SessionError::Config("disable- and force-outgoing-encryption are both set"))?;
+        let policy = EncryptionPolicy {
+            prefer_plaintext: config.prefer_plaintext,
+            ..EncryptionPolicy::from_config(
+                config.disable_outgoing_encryption,
+                config.force_outgoing_encryption,
+                config.force_incoming_encryption,
+            )
+            .map_err(|_| {
+                SessionError::Config("disable- and force-outgoing-encryption are both set")
+            })?
+        };
         let path = config.database.clone();
         let opts = ResumeDbOptions {
             file_permissions: config.file_permissions,

@@ -67,7 +67,7 @@ async fn rain_downloads_a_block_over_rc4_from_libtorrent() {
 
     let forced = EncryptionPolicy {
         outgoing: Outgoing::ForceEncrypted,
-        force_incoming: false,
+        ..EncryptionPolicy::default()
     };
     let mut conn = dial(
         &TokioNet,
@@ -123,7 +123,7 @@ async fn rain_downloads_a_block_over_rc4_from_libtorrent() {
     // Plaintext is refused by a forcing libtorrent.
     let plain = EncryptionPolicy {
         outgoing: Outgoing::Plaintext,
-        force_incoming: false,
+        ..EncryptionPolicy::default()
     };
     let refused = dial(
         &TokioNet,

@@ -12,6 +12,7 @@ pub const BEYOND_RAIN: &[&str] = &[
     "dht-host6",
     "ssrf-mitigation",
     "max-peer-connections",
+    "prefer-plaintext",
 ];
 
 macro_rules! config_keys {
@@ -131,6 +132,7 @@ config_keys! {
     "disable-outgoing-encryption" => disable_outgoing_encryption: Bool,
     "force-outgoing-encryption" => force_outgoing_encryption: Bool,
     "force-incoming-encryption" => force_incoming_encryption: Bool,
+    "prefer-plaintext" => prefer_plaintext: Bool,
     // WebSeed
     "webseed-dial-timeout" => webseed_dial_timeout: Dur,
     "webseed-tls-handshake-timeout" => webseed_tls_handshake_timeout: Dur,

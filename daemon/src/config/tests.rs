@@ -134,6 +134,7 @@ fn defaults_match_rain() {
     assert!(!c.disable_outgoing_encryption);
     assert!(!c.force_outgoing_encryption);
     assert!(!c.force_incoming_encryption);
+    assert!(!c.prefer_plaintext);
     // WebSeed
     assert_eq!(c.webseed_dial_timeout, secs(10));
     assert_eq!(c.webseed_tls_handshake_timeout, secs(10));
@@ -259,6 +260,7 @@ write-cache-size: 0x10000000
 disable-outgoing-encryption: true
 force-outgoing-encryption: true
 force-incoming-encryption: true
+prefer-plaintext: true
 webseed-dial-timeout: 1s
 webseed-tls-handshake-timeout: 2s
 webseed-response-header-timeout: 3s
@@ -357,6 +359,7 @@ fn every_key_parses_to_its_value() {
         disable_outgoing_encryption: true,
         force_outgoing_encryption: true,
         force_incoming_encryption: true,
+        prefer_plaintext: true,
         webseed_dial_timeout: secs(1),
         webseed_tls_handshake_timeout: secs(2),
         webseed_response_header_timeout: secs(3),

@@ -152,7 +152,8 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
             IncomingKind::Plaintext => (None, first, false),
             IncomingKind::Encrypted => {
                 let mse = MseHandshake::receiver(rng, candidates, policy.incoming_methods())
-                    .expect("rain's policies always allow a method");
+                    .expect("rain's policies always allow a method")
+                    .prefer(policy.incoming_preference());
                 let ((method, cipher), leftover) = run_mse(&mut stream, mse, &first).await?;
                 if !policy.accepts_incoming(method) {
                     return Err(PeerError::Policy);

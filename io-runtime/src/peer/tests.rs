@@ -21,6 +21,7 @@ fn policy(outgoing: Outgoing, force_incoming: bool) -> EncryptionPolicy {
     EncryptionPolicy {
         outgoing,
         force_incoming,
+        prefer_plaintext: false,
     }
 }
 
@@ -129,6 +130,19 @@ async fn every_policy_pair_connects_or_refuses_as_rain_does() {
             exchange(&mut a, &mut b).await;
         }
     }
+}
+
+#[tokio::test]
+async fn a_listener_preferring_plaintext_keeps_the_handshake_obfuscated_and_the_stream_plain() {
+    let listener = EncryptionPolicy {
+        prefer_plaintext: true,
+        ..EncryptionPolicy::default()
+    };
+    let (mut a, mut b) = pair(EncryptionPolicy::default(), listener).await.unwrap();
+    assert!(b.remote.encrypted_handshake);
+    assert!(!a.remote.encrypted_stream);
+    assert!(!b.remote.encrypted_stream);
+    exchange(&mut a, &mut b).await;
 }
 
 /// A peer that knows no MSE: it drops connections that do not start with the BitTorrent

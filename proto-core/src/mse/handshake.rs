@@ -81,6 +81,14 @@ impl CryptoMethod {
             CryptoMethod::Rc4 => 2,
         }
     }
+
+    /// The other method.
+    fn other(self) -> CryptoMethod {
+        match self {
+            CryptoMethod::Plaintext => CryptoMethod::Rc4,
+            CryptoMethod::Rc4 => CryptoMethod::Plaintext,
+        }
+    }
 }
 
 /// A finished handshake: everything the connection needs next.
@@ -192,6 +200,8 @@ enum Side {
         /// `(HASH('req2', info_hash), info_hash)` for every torrent we serve.
         candidates: Vec<([u8; 20], InfoHash)>,
         allowed: CryptoMethods,
+        /// Selected when the initiator offers both and both are allowed.
+        prefer: CryptoMethod,
         found: Option<InfoHash>,
         state: ReceiverState,
     },
@@ -279,7 +289,8 @@ impl MseHandshake {
     }
 
     /// An incoming handshake for any of `info_hashes` (the SKEY identifies which), selecting
-    /// among `allowed`: RC4 when offered and allowed, else plaintext when offered and allowed.
+    /// among `allowed`: RC4 when offered and allowed, else plaintext when offered and allowed
+    /// (rain's order; [`MseHandshake::prefer`] changes it).
     pub fn receiver(
         rng: &mut Rng,
         info_hashes: &[InfoHash],
@@ -297,10 +308,21 @@ impl MseHandshake {
             Side::Receiver {
                 candidates,
                 allowed,
+                prefer: CryptoMethod::Rc4,
                 found: None,
                 state: ReceiverState::AwaitPublicKey,
             },
         ))
+    }
+
+    /// Makes a receiver select `method` when the initiator offers both methods and both are
+    /// allowed. libtorrent's receiver prefers plaintext: the handshake is still obfuscated,
+    /// and the stream costs no cipher on either end. No effect on an initiator.
+    pub fn prefer(mut self, method: CryptoMethod) -> Self {
+        if let Side::Receiver { prefer, .. } = &mut self.side {
+            *prefer = method;
+        }
+        self
     }
 
     fn new(rng: &mut Rng, side: Side) -> Self {
@@ -604,10 +626,13 @@ impl MseHandshake {
                 if pad_len > MAX_PAD_LEN {
                     return Err(MseFailure::PadTooLong);
                 }
-                let Side::Receiver { allowed, .. } = &self.side else {
+                let Side::Receiver {
+                    allowed, prefer, ..
+                } = &self.side
+                else {
                     unreachable!()
                 };
-                let method = [CryptoMethod::Rc4, CryptoMethod::Plaintext]
+                let method = [*prefer, prefer.other()]
                     .into_iter()
                     .find(|m| provide.contains(*m) && allowed.contains(*m))
                     .ok_or(MseFailure::NoCommonMethod)?;

@@ -4,7 +4,8 @@
 //! connection with a plain BitTorrent handshake; `force-outgoing-encryption` offers RC4 only
 //! with no retry; `disable-outgoing-encryption` dials plaintext only. Incoming: the first 20
 //! bytes tell a plain handshake from MSE; `force-incoming-encryption` refuses plain handshakes
-//! and MSE-negotiated plaintext alike.
+//! and MSE-negotiated plaintext alike. When the dialler offers both methods rain selects RC4;
+//! `prefer-plaintext` (ours) selects plaintext, as libtorrent does.
 
 use super::handshake::{CryptoMethod, CryptoMethods};
 use crate::wire::PROTOCOL_HEADER;
@@ -28,6 +29,10 @@ pub struct EncryptionPolicy {
     pub outgoing: Outgoing,
     /// `force-incoming-encryption`: accept RC4 streams only.
     pub force_incoming: bool,
+    /// `prefer-plaintext` (ours): select plaintext when an incoming MSE handshake offers both
+    /// methods and both are allowed. The handshake stays obfuscated; the stream is not
+    /// encrypted, which spares both ends the cipher.
+    pub prefer_plaintext: bool,
 }
 
 /// Conflicting settings.
@@ -86,6 +91,7 @@ impl EncryptionPolicy {
         Ok(EncryptionPolicy {
             outgoing,
             force_incoming,
+            prefer_plaintext: false,
         })
     }
 
@@ -115,6 +121,15 @@ impl EncryptionPolicy {
             CryptoMethods::RC4
         } else {
             CryptoMethods::ALL
+        }
+    }
+
+    /// The method an incoming MSE handshake selects when both are offered and allowed.
+    pub fn incoming_preference(&self) -> CryptoMethod {
+        if self.prefer_plaintext {
+            CryptoMethod::Plaintext
+        } else {
+            CryptoMethod::Rc4
         }
     }
 

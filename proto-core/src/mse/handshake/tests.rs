@@ -152,11 +152,11 @@ fn every_policy_combination() {
         for force_incoming in [false, true] {
             let dialer = EncryptionPolicy {
                 outgoing,
-                force_incoming: false,
+                ..EncryptionPolicy::default()
             };
             let listener = EncryptionPolicy {
-                outgoing: Outgoing::PreferEncrypted,
                 force_incoming,
+                ..EncryptionPolicy::default()
             };
             match dialer.first_attempt() {
                 OutgoingAttempt::Plaintext => {
@@ -216,6 +216,50 @@ fn plaintext_is_selected_only_when_both_allow_it() {
     assert_eq!(
         policy.retry_after(policy.first_attempt()),
         Some(OutgoingAttempt::Plaintext)
+    );
+}
+
+#[test]
+fn a_receiver_preferring_plaintext_selects_it_only_when_offered_and_allowed() {
+    let prefer = |seed, allowed| receiver(seed, &[IH], allowed).prefer(CryptoMethod::Plaintext);
+    // Both offered, both allowed: plaintext (rain's default receiver picks RC4, as
+    // `every_policy_combination` checks).
+    let (oa, ob) = run(
+        initiator(7, CryptoMethods::ALL),
+        prefer(8, CryptoMethods::ALL),
+        &[9],
+        b"x",
+    );
+    check_connected(
+        established(oa),
+        established(ob),
+        b"x",
+        CryptoMethod::Plaintext,
+    );
+    // Only RC4 offered, or only RC4 allowed: RC4 still.
+    let (oa, ob) = run(
+        initiator(7, CryptoMethods::RC4),
+        prefer(8, CryptoMethods::ALL),
+        &[9],
+        b"y",
+    );
+    check_connected(established(oa), established(ob), b"y", CryptoMethod::Rc4);
+    let (oa, ob) = run(
+        initiator(7, CryptoMethods::ALL),
+        prefer(8, CryptoMethods::RC4),
+        &[9],
+        b"z",
+    );
+    check_connected(established(oa), established(ob), b"z", CryptoMethod::Rc4);
+    // The policy flag maps to the preference.
+    let policy = EncryptionPolicy {
+        prefer_plaintext: true,
+        ..EncryptionPolicy::default()
+    };
+    assert_eq!(policy.incoming_preference(), CryptoMethod::Plaintext);
+    assert_eq!(
+        EncryptionPolicy::default().incoming_preference(),
+        CryptoMethod::Rc4
     );
 }
 
