@@ -41,6 +41,7 @@ RUNS=${BENCH_RUNS:-3}
 TIMEOUT=${BENCH_TIMEOUT:-600}
 CLIENTS=${BENCH_CLIENTS:-"rain libtorrent aria2 transmission"}
 REVERSE=${BENCH_REVERSE:-1}
+SETTLE=${BENCH_SETTLE:-10}
 
 log() { echo "bench: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -373,6 +374,7 @@ bench_once() {
   stats="$dir.stats"
   mkdir -p "$dir"
   sync
+  sleep "$SETTLE"
   TRIED[$label]=$(( ${TRIED[$label]:-0} + 1 ))
   c0=$(cpu_of "$spid")
   reset_hwm "$spid"
