@@ -18,6 +18,8 @@
 #   RAIN_BIN_B       a second rain binary, client "rain-b" in BENCH_CLIENTS: a before/after
 #                    comparison run in the same rounds
 #   BENCH_KEEP       1 to keep the work directory (logs) afterwards
+#   BENCH_SETTLE     seconds to wait after sync before each run (default 10): on this VM the
+#                    client right after another's run otherwise paid ~2 CPU s more
 #   BENCH_PROC       1 to measure CPU and RSS from /proc even where /usr/bin/time exists
 #   BENCH_RAIN_CONFIG  YAML lines added to every rain config, e.g. "prefer-plaintext: true"
 #   BENCH_LT_PLAIN   1: the libtorrent leecher refuses MSE (pe_disabled both ways), so that a
