@@ -15,9 +15,7 @@ use rain_runtime::storage::{FileCache, FileStorage, FileStorageOptions, Storage}
 use rain_runtime::verify::{VerifyOptions, verify};
 
 mod common;
-use common::{Gate, OpenOnDrop, gated_layer};
-
-const WAIT: Duration = Duration::from_secs(60);
+use common::{Gate, OpenOnDrop, WAIT, gated_layer, wait_status};
 const PIECE: u32 = 32 * 1024;
 /// Files of the payload, with lengths that do not align to pieces.
 const FILES: &[(&str, usize)] = &[
@@ -78,25 +76,6 @@ fn assert_payload(root: &Path, data: &[Vec<u8>]) {
     for (&(name, _), bytes) in FILES.iter().zip(data) {
         let got = std::fs::read(root.join(name)).unwrap();
         assert!(got == *bytes, "{name} differs under {}", root.display());
-    }
-}
-
-async fn wait_status(s: &Session, id: &str, want: Status) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let st = s.stats(id).await.unwrap();
-        if st.status == want {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{id}: still {:?} ({}/{} pieces, error {:?}) after {WAIT:?}",
-            st.status,
-            st.stats.pieces.have,
-            st.stats.pieces.total,
-            st.error
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

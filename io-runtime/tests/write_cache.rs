@@ -11,9 +11,7 @@ use rain_runtime::create::{CreateOptions, create_torrent};
 use rain_runtime::session::{AddOptions, Session, SessionConfig, SessionStats};
 
 mod common;
-use common::{Gate, OpenOnDrop, gated_layer};
-
-const WAIT: Duration = Duration::from_secs(60);
+use common::{Gate, OpenOnDrop, WAIT, gated_layer, wait_status, wait_status_checking};
 const PIECE: u32 = 32 * 1024;
 /// The torrents: name and payload length (not a multiple of the piece length).
 const TORRENTS: &[(&str, usize)] = &[("one", 700_001), ("two", 555_555)];
@@ -52,26 +50,6 @@ fn payload(len: usize, mut x: u32) -> Vec<u8> {
             x as u8
         })
         .collect()
-}
-
-async fn wait_status(s: &Session, id: &str, want: Status, budget: u64) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let st = s.stats(id).await.unwrap();
-        if st.status == want {
-            return;
-        }
-        assert_within(&s.session_stats().await, budget);
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{id}: still {:?} ({}/{} pieces, error {:?}) after {WAIT:?}",
-            st.status,
-            st.stats.pieces.have,
-            st.stats.pieces.total,
-            st.error
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// The reservation is within the budget, now and at its peak (no overshoot: every piece is
@@ -129,7 +107,7 @@ fn two_torrents_download_at_once_within_a_small_write_cache() {
             a.add_torrent(torrent, add).await.unwrap();
         }
         for (name, ..) in &torrents {
-            wait_status(&a, name, Status::Seeding, u64::MAX).await;
+            wait_status(&a, name, Status::Seeding).await;
         }
         let b = Session::new(SessionConfig {
             write_cache_size: budget,
@@ -211,7 +189,10 @@ fn two_torrents_download_at_once_within_a_small_write_cache() {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         for (name, data, _) in &torrents {
-            wait_status(&b, name, Status::Seeding, budget).await;
+            wait_status_checking(&b, name, Status::Seeding, async || {
+                assert_within(&b.session_stats().await, budget);
+            })
+            .await;
             let got = std::fs::read(dir_b.join("data").join(name).join(name)).unwrap();
             assert!(got == *data, "{name} differs");
         }

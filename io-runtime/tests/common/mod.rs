@@ -2,8 +2,46 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
+use rain_proto::torrent::Status;
+use rain_runtime::session::Session;
 use rain_runtime::storage::{Layout, Storage, StorageError, StorageLayer};
+
+/// How long a test waits for a torrent to reach a status.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// Polls torrent `id` until it reaches `want`, running `check` at every poll (an invariant
+/// that must hold all along); fails after [`WAIT`] with where the torrent got to.
+pub async fn wait_status_checking(
+    s: &Session,
+    id: &str,
+    want: Status,
+    mut check: impl AsyncFnMut(),
+) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let st = s.stats(id).await.unwrap();
+        if st.status == want {
+            return;
+        }
+        check().await;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{id}: still {:?} ({}/{} pieces, error {:?}) after {WAIT:?}",
+            st.status,
+            st.stats.pieces.have,
+            st.stats.pieces.total,
+            st.error
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// [`wait_status_checking`] with nothing to check.
+pub async fn wait_status(s: &Session, id: &str, want: Status) {
+    wait_status_checking(s, id, want, async || {}).await;
+}
 
 /// A disk that stops taking writes until [`Gate::open`]: a stalled or very slow disk (R55).
 #[derive(Debug, Default)]

@@ -192,16 +192,7 @@ fn incoming_allowed_fast_list_is_capped_at_max_allowed_fast_in() {
     let mut pending = requests(&s.take(), p);
     while let Some(b) = pending.pop() {
         requested.insert(b.index);
-        let off = b.index as usize * s.tt.info.piece_length as usize + b.begin as usize;
-        let data = Bytes::copy_from_slice(&s.tt.data[off..off + b.length as usize]);
-        s.msg(
-            p,
-            Message::Piece {
-                index: b.index,
-                begin: b.begin,
-                data,
-            },
-        );
+        serve(&mut s, p, b);
         pending.extend(requests(&s.take(), p));
     }
     let kept: BTreeSet<u32> = offered[..cap].iter().copied().collect();

@@ -887,17 +887,7 @@ fn written_pieces_free_memory_for_new_pieces() {
     assert!(!pending.is_empty());
     // Serve every request, oldest first, until nothing more is asked for.
     while !pending.is_empty() {
-        let b = pending.remove(0);
-        let off = b.index as usize * piece_len as usize + b.begin as usize;
-        let data = Bytes::copy_from_slice(&s.tt.data[off..off + b.length as usize]);
-        s.msg(
-            p,
-            Message::Piece {
-                index: b.index,
-                begin: b.begin,
-                data,
-            },
-        );
+        serve(&mut s, p, pending.remove(0));
         let acts = s.take();
         pending.extend(requests(&acts, p));
         verifying.extend(acts.iter().filter_map(|a| match a {
